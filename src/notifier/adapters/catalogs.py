@@ -1,0 +1,69 @@
+"""System wording from gettext catalogs managed with Babel (src/notifier/locale/).
+
+The .po files are the source of truth; they are compiled in memory when the service starts,
+so no generated binary can drift from them.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+DOMAIN = "notifier"
+
+
+def locale_dir() -> Path:
+    return Path(str(files("notifier") / "locale"))
+
+
+class GettextCatalogs:
+    """The Catalogs port: one gettext translation per language, loaded once."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._directory = directory or locale_dir()
+        self._translations: dict[str, NullTranslations] = {}
+        for po_file in sorted(self._directory.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+            language = po_file.parent.parent.name
+            with po_file.open("rb") as source:
+                catalog = read_po(source, locale=_babel_locale(language), domain=DOMAIN)
+            compiled = io.BytesIO()
+            write_mo(compiled, catalog)
+            compiled.seek(0)
+            self._translations[_key(language)] = Translations(compiled, domain=DOMAIN)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(sorted(self._translations))
+
+    def wording(self, language: str) -> NullTranslations:
+        for candidate in _fallbacks(language):
+            found = self._translations.get(candidate)
+            if found is not None:
+                return found
+        # English is the source language: the message ids are the English wording.
+        return NullTranslations()
+
+
+def _key(language: str) -> str:
+    return language.replace("_", "-").casefold()
+
+
+def _fallbacks(language: str) -> list[str]:
+    """zh-Hant-TW -> zh-hant-tw, zh-hant, zh."""
+    parts = _key(language).split("-")
+    return ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+@cache
+def _babel_locale(language: str) -> Locale | None:
+    try:
+        return Locale.parse(language.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        return None

@@ -1,0 +1,35 @@
+"""Delivery events onto notifier.delivery-events, keyed by conversation so that one
+conversation's events stay in order on one partition."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from faststream.kafka import KafkaBroker
+
+from notifier.domain.model import DeliveryEvent
+from notifier.wire import encode_event
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+class KafkaEventPublisher:
+    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+        self._broker = broker
+        self._topic = topic
+
+    async def publish(self, events: Sequence[DeliveryEvent]) -> None:
+        # Hand all records to the producer first and then wait for their acks together, so
+        # a request's events share the producer's batches instead of one round trip each.
+        pending = [
+            await self._broker.publish(
+                encode_event(event),
+                topic=self._topic,
+                key=event.conversation_id.encode(),
+                headers=JSON_HEADERS,
+                no_confirm=True,
+            )
+            for event in events
+        ]
+        await asyncio.gather(*pending)

@@ -1,0 +1,429 @@
+"""The Store port on SQLAlchemy 2 (async): SQLite (aiosqlite) embedded, PostgreSQL (asyncpg)
+in production. Every method is one short transaction; none stays open across a provider call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from notifier.adapters import tables as t
+from notifier.domain.identity import event_id_for
+from notifier.domain.model import (
+    Channel,
+    ContactPoint,
+    ContactStatus,
+    DeliveryEvent,
+    DeliveryStatus,
+    District,
+    OutboundMessage,
+    Reason,
+    Recipient,
+    Role,
+    Route,
+)
+from notifier.ports import Claim, Clock, DeliveryRecord
+
+
+def create_engine(url: str, *, pool_size: int = 10, search_path: str | None = None) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    server_settings = {"search_path": search_path} if search_path else {}
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": server_settings},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers go on while one writer commits; the busy timeout makes concurrent
+    # writers wait for the lock instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    # -- directory -------------------------------------------------------------------------
+
+    async def district(self, district_id: str) -> District | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(t.districts).where(t.districts.c.id == district_id)
+                )
+            ).first()
+        return None if row is None else _district_from_row(row._mapping)
+
+    async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]:
+        ids = list(dict.fromkeys(recipient_ids))
+        if not ids:
+            return {}
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.recipients).where(t.recipients.c.id.in_(ids))
+            )
+            return {row.id: _recipient_from_row(row._mapping) for row in rows}
+
+    async def contact_points(
+        self, keys: Iterable[tuple[Channel, str]]
+    ) -> Mapping[tuple[Channel, str], ContactPoint]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        condition = sa.tuple_(t.contact_points.c.channel, t.contact_points.c.address).in_(
+            [(channel.value, address) for channel, address in wanted]
+        )
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(sa.select(t.contact_points).where(condition))
+            points = {}
+            for row in rows:
+                point = ContactPoint(
+                    channel=Channel(row.channel),
+                    address=row.address,
+                    status=ContactStatus(row.status),
+                    reason=Reason(row.reason) if row.reason else None,
+                    since=row.since,
+                )
+                points[(point.channel, point.address)] = point
+            return points
+
+    async def upsert_recipient(self, recipient: Recipient) -> bool:
+        values = {
+            "id": recipient.id,
+            "district_id": recipient.district_id,
+            "display_name": recipient.display_name,
+            "first_name": recipient.first_name,
+            "role": recipient.role.value,
+            "language": recipient.language,
+            "preferred_channel": recipient.preferred_channel.value
+            if recipient.preferred_channel
+            else None,
+            "phone": recipient.phone,
+            "email": recipient.email,
+            "app": recipient.app,
+            "updated_at": recipient.updated_at,
+        }
+        insert = self._insert(t.recipients).values(values)
+        # Directory events can arrive out of order: only a newer profile replaces the stored one.
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.recipients.c.id],
+            set_={k: insert.excluded[k] for k in values if k != "id"},
+            where=t.recipients.c.updated_at < insert.excluded.updated_at,
+        ).returning(t.recipients.c.id)
+        now = self._clock.now()
+        async with self._engine.begin() as connection:
+            applied = (await connection.execute(statement)).first() is not None
+            if applied:
+                addresses = [
+                    {"channel": channel.value, "address": address}
+                    for channel, address in (
+                        (Channel.SMS, recipient.phone),
+                        (Channel.EMAIL, recipient.email),
+                    )
+                    if address
+                ]
+                if addresses:
+                    await connection.execute(
+                        self._insert(t.contact_points)
+                        .values(
+                            [
+                                {**a, "status": ContactStatus.ACTIVE.value, "updated_at": now}
+                                for a in addresses
+                            ]
+                        )
+                        .on_conflict_do_nothing()
+                    )
+        return applied
+
+    async def delete_recipient(self, recipient_id: str) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.delete(t.recipients).where(t.recipients.c.id == recipient_id)
+            )
+        return bool(result.rowcount)
+
+    async def upsert_district(self, district: District) -> None:
+        values = {
+            "id": district.id,
+            "name": district.name,
+            "default_channel": district.default_channel.value,
+            "role_channels": {role.value: ch.value for role, ch in district.role_channels.items()},
+            "default_language": district.default_language,
+            "languages": list(district.languages),
+            "sms_label": district.sms_label,
+            "max_recipients": district.max_recipients,
+            "timezone": district.timezone,
+            "sms_sender": district.sms_sender,
+            "email_from_address": district.email_from_address,
+            "email_from_name": district.email_from_name,
+            "stored_at": self._clock.now(),
+        }
+        insert = self._insert(t.districts).values(values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.districts.c.id],
+            set_={k: insert.excluded[k] for k in values if k != "id"},
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def delete_district(self, district_id: str) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.delete(t.districts).where(t.districts.c.id == district_id)
+            )
+        return bool(result.rowcount)
+
+    # -- delivery ledger -------------------------------------------------------------------
+
+    async def claim_delivery(self, record: DeliveryRecord) -> Claim:
+        now = self._clock.now()
+        values = _delivery_values(record) | {"created_at": now, "updated_at": now}
+        statement = (
+            self._insert(t.deliveries)
+            .values(values)
+            .on_conflict_do_nothing(
+                index_elements=[
+                    t.deliveries.c.message_id,
+                    t.deliveries.c.recipient_id,
+                    t.deliveries.c.channel,
+                ]
+            )
+            .returning(t.deliveries.c.delivery_id)
+        )
+        async with self._engine.begin() as connection:
+            inserted = (await connection.execute(statement)).first() is not None
+            if inserted:
+                await connection.execute(
+                    sa.insert(t.delivery_events).values(
+                        event_id=event_id_for(record.delivery_id, record.status),
+                        delivery_id=record.delivery_id,
+                        status=record.status.value,
+                        reason=record.reason.value if record.reason else None,
+                        occurred_at=now,
+                    )
+                )
+                return Claim(record=record, is_new=True)
+            existing = (
+                await connection.execute(
+                    sa.select(t.deliveries).where(
+                        t.deliveries.c.message_id == record.message_id,
+                        t.deliveries.c.recipient_id == record.recipient_id,
+                        t.deliveries.c.channel == record.channel.value,
+                    )
+                )
+            ).one()
+        return Claim(record=_delivery_from_row(existing._mapping), is_new=False)
+
+    async def record_event(self, event: DeliveryEvent) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.delivery_id == event.delivery_id)
+                .values(
+                    status=event.status.value,
+                    reason=event.reason.value if event.reason else None,
+                    provider=event.provider,
+                    provider_message_id=event.provider_message_id,
+                    updated_at=event.occurred_at,
+                )
+            )
+            await connection.execute(
+                self._insert(t.delivery_events)
+                .values(
+                    event_id=event.event_id,
+                    delivery_id=event.delivery_id,
+                    status=event.status.value,
+                    reason=event.reason.value if event.reason else None,
+                    provider=event.provider,
+                    provider_message_id=event.provider_message_id,
+                    occurred_at=event.occurred_at,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def deliveries_of_message(self, message_id: str) -> list[DeliveryRecord]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.deliveries)
+                .where(t.deliveries.c.message_id == message_id)
+                .order_by(t.deliveries.c.recipient_id, t.deliveries.c.channel)
+            )
+            return [_delivery_from_row(row._mapping) for row in rows]
+
+    # -- app inbox and sandbox -------------------------------------------------------------
+
+    async def write_inbox(self, message: OutboundMessage) -> str:
+        entry_id = message.delivery_id
+        statement = (
+            self._insert(t.app_inbox)
+            .values(
+                entry_id=entry_id,
+                recipient_id=message.recipient_id,
+                message_id=message.message_id,
+                conversation_id=message.conversation_id,
+                sender_name=message.sender_name or "",
+                body=message.inbox_body or "",
+                language=message.language,
+                created_at=self._clock.now(),
+            )
+            .on_conflict_do_nothing()
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+        return entry_id
+
+    async def inbox(self, recipient_id: str) -> list[Mapping[str, Any]]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.app_inbox)
+                .where(t.app_inbox.c.recipient_id == recipient_id)
+                .order_by(t.app_inbox.c.created_at)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    async def record_sandbox_send(self, message: OutboundMessage) -> int:
+        if message.sms is not None:
+            subject, body, html = None, message.sms.body, None
+        elif message.email is not None:
+            subject, body, html = message.email.subject, message.email.text, message.email.html
+        else:
+            raise ValueError("the sandbox records SMS and email only")
+        statement = (
+            self._insert(t.sandbox_outbox)
+            .values(
+                delivery_id=message.delivery_id,
+                channel=message.channel.value,
+                to_address=message.to,
+                from_address=message.sender_address,
+                subject=subject,
+                body=body,
+                html=html,
+                language=message.language,
+                created_at=self._clock.now(),
+            )
+            .on_conflict_do_nothing()
+            .returning(t.sandbox_outbox.c.id)
+        )
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(statement)).first()
+            if row is None:
+                row = (
+                    await connection.execute(
+                        sa.select(t.sandbox_outbox.c.id).where(
+                            t.sandbox_outbox.c.delivery_id == message.delivery_id
+                        )
+                    )
+                ).one()
+        return int(row.id)
+
+    async def sandbox_outbox(self) -> list[Mapping[str, Any]]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.sandbox_outbox).order_by(t.sandbox_outbox.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+
+def _delivery_values(record: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "delivery_id": record.delivery_id,
+        "request_id": record.request_id,
+        "message_id": record.message_id,
+        "conversation_id": record.conversation_id,
+        "recipient_id": record.recipient_id,
+        "channel": record.channel.value,
+        "address": record.address,
+        "status": record.status.value,
+        "reason": record.reason.value if record.reason else None,
+        "route": record.route.value if record.route else None,
+        "fallback_from": record.fallback_from.value if record.fallback_from else None,
+        "language": record.language,
+        "provider": record.provider,
+        "provider_message_id": record.provider_message_id,
+    }
+
+
+def _delivery_from_row(row: RowMapping) -> DeliveryRecord:
+    return DeliveryRecord(
+        delivery_id=row["delivery_id"],
+        request_id=row["request_id"],
+        message_id=row["message_id"],
+        conversation_id=row["conversation_id"],
+        recipient_id=row["recipient_id"],
+        channel=Channel(row["channel"]),
+        address=row["address"],
+        status=DeliveryStatus(row["status"]),
+        reason=Reason(row["reason"]) if row["reason"] else None,
+        route=Route(row["route"]) if row["route"] else None,
+        fallback_from=Channel(row["fallback_from"]) if row["fallback_from"] else None,
+        language=row["language"],
+        provider=row["provider"],
+        provider_message_id=row["provider_message_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _district_from_row(row: RowMapping) -> District:
+    return District(
+        id=row["id"],
+        name=row["name"],
+        default_channel=Channel(row["default_channel"]),
+        role_channels={Role(r): Channel(c) for r, c in row["role_channels"].items()},
+        default_language=row["default_language"],
+        languages=tuple(row["languages"]),
+        sms_label=row["sms_label"],
+        max_recipients=row["max_recipients"],
+        timezone=row["timezone"],
+        sms_sender=row["sms_sender"],
+        email_from_address=row["email_from_address"],
+        email_from_name=row["email_from_name"],
+    )
+
+
+def _recipient_from_row(row: RowMapping) -> Recipient:
+    return Recipient(
+        id=row["id"],
+        district_id=row["district_id"],
+        display_name=row["display_name"],
+        first_name=row["first_name"],
+        role=Role(row["role"]),
+        language=row["language"],
+        preferred_channel=Channel(row["preferred_channel"]) if row["preferred_channel"] else None,
+        phone=row["phone"],
+        email=row["email"],
+        app=row["app"],
+        updated_at=row["updated_at"],
+    )

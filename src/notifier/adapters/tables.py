@@ -1,0 +1,151 @@
+"""The database schema as SQLAlchemy Core tables (the migrations create the same)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend: SQLite keeps no zone, PostgreSQL converts."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+metadata = sa.MetaData()
+
+districts = sa.Table(
+    "districts",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("default_channel", sa.String(16), nullable=False),
+    sa.Column("role_channels", sa.JSON, nullable=False),
+    sa.Column("default_language", sa.String(35), nullable=False),
+    sa.Column("languages", sa.JSON, nullable=False),
+    sa.Column("sms_label", sa.Boolean, nullable=False),
+    sa.Column("max_recipients", sa.Integer, nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("sms_sender", sa.String(64)),
+    sa.Column("email_from_address", sa.String(320)),
+    sa.Column("email_from_name", sa.Text),
+    sa.Column("stored_at", UtcDateTime, nullable=False),
+)
+
+recipients = sa.Table(
+    "recipients",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("district_id", sa.String(128), nullable=False),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("first_name", sa.Text, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("language", sa.String(35)),
+    sa.Column("preferred_channel", sa.String(16)),
+    sa.Column("phone", sa.String(32), index=True),
+    sa.Column("email", sa.String(320), index=True),
+    sa.Column("app", sa.Boolean, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+contact_points = sa.Table(
+    "contact_points",
+    metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("since", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(36), primary_key=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("conversation_id", sa.String(128), nullable=False),
+    sa.Column("recipient_id", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("address", sa.String(320)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("route", sa.String(40)),
+    sa.Column("fallback_from", sa.String(16)),
+    sa.Column("language", sa.String(35)),
+    sa.Column("provider", sa.String(32)),
+    sa.Column("provider_message_id", sa.String(128), index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint(
+        "message_id", "recipient_id", "channel", name="uq_deliveries_message_recipient_channel"
+    ),
+    sa.Index("ix_deliveries_recipient_created", "recipient_id", "created_at"),
+)
+
+delivery_events = sa.Table(
+    "delivery_events",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column(
+        "delivery_id",
+        sa.String(36),
+        sa.ForeignKey("deliveries.delivery_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("provider", sa.String(32)),
+    sa.Column("provider_message_id", sa.String(128)),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+)
+
+app_inbox = sa.Table(
+    "app_inbox",
+    metadata,
+    sa.Column("entry_id", sa.String(36), primary_key=True),
+    sa.Column("recipient_id", sa.String(128), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("conversation_id", sa.String(128), nullable=False),
+    sa.Column("sender_name", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("language", sa.String(35), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("read_at", UtcDateTime),
+    sa.UniqueConstraint("recipient_id", "message_id", name="uq_app_inbox_recipient_message"),
+)
+
+sandbox_outbox = sa.Table(
+    "sandbox_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("to_address", sa.String(320), nullable=False),
+    sa.Column("from_address", sa.String(320)),
+    sa.Column("subject", sa.Text),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("html", sa.Text),
+    sa.Column("language", sa.String(35), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,250 @@
+"""Twilio Programmable Messaging: one SMS per delivery, built by the twilio SDK, sent over
+the service's shared httpx client.
+
+The SDK builds the request (URL, form fields, Basic auth, headers) and parses the reply, but
+its transport is ours. Its own ``AsyncTwilioHttpClient`` (aiohttp) is unfit for sending
+notifications, as read in twilio 9.13:
+
+- it ignores the ``timeout`` it is constructed with: ``request()`` uses only the per-call
+  timeout, which ``MessageList.create_async`` never passes, and aiohttp turns ``None`` into
+  ``ClientTimeout(total=None)``, so a silent server holds the send forever;
+- given ``max_retries`` it wraps its session in aiohttp_retry's ``ExponentialRetry``, whose
+  defaults retry every method, POST included, on any 5xx. A 5xx can come after Twilio has
+  queued the message, so a parent would be texted twice. Whether to retry is the caller's
+  decision (it holds the delivery ledger), so this transport makes exactly one attempt;
+- it opens an aiohttp session of its own beside our connection pool.
+
+Where requests go: ``client.api`` is the Api domain (``ApiBase``, base_url
+"https://api.twilio.com"); ``Domain.absolute_url`` joins ``base_url.strip("/")`` with
+"2010-04-01/Accounts/{AccountSid}/Messages.json", so setting ``client.api.base_url`` moves
+Messages create to the configured base (a fake server in tests).
+
+Errors: https://www.twilio.com/docs/api/errors
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http import AsyncHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.rest import Client
+
+from notifier.domain.model import OutboundMessage, Reason
+from notifier.ports import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderReceipt,
+    TransientProviderError,
+    UnknownOutcomeError,
+)
+
+PROVIDER = "twilio"
+
+TWILIO_ERROR_REASONS: Mapping[int, Reason] = MappingProxyType(
+    {
+        # https://www.twilio.com/docs/api/errors/21211 Invalid 'To' phone number
+        21211: Reason.INVALID_ADDRESS,
+        # https://www.twilio.com/docs/api/errors/21614 'To' number is not a valid mobile number
+        21614: Reason.INVALID_ADDRESS,
+        # https://www.twilio.com/docs/api/errors/21610 Recipient replied STOP (unsubscribed)
+        21610: Reason.OPTED_OUT,
+        # https://www.twilio.com/docs/api/errors/21612 'To' number cannot be reached by SMS
+        21612: Reason.UNREACHABLE,
+        # https://www.twilio.com/docs/api/errors/21408 SMS to the 'To' region is not enabled
+        21408: Reason.UNREACHABLE,
+    }
+)
+"""Twilio error codes that say something about the recipient. Any other 4xx is a
+PermanentProviderError with Reason.PROVIDER_ERROR (our account or request is at fault)."""
+
+TRANSPORT_OUTCOMES: Mapping[type[httpx.TransportError], type[ProviderError]] = MappingProxyType(
+    {
+        # The request never left: safe to retry.
+        httpx.ConnectError: TransientProviderError,
+        httpx.ConnectTimeout: TransientProviderError,
+        httpx.PoolTimeout: TransientProviderError,
+        # The request may have reached Twilio: a retry could text the parent twice.
+        httpx.WriteTimeout: UnknownOutcomeError,
+        httpx.WriteError: UnknownOutcomeError,
+        httpx.ReadTimeout: UnknownOutcomeError,
+        httpx.ReadError: UnknownOutcomeError,
+        httpx.RemoteProtocolError: UnknownOutcomeError,
+    }
+)
+"""Looked up along the exception's MRO; a transport error not listed here is treated as an
+unknown outcome, because nothing proves the request was not sent."""
+
+
+class TwilioSms:
+    """Sends ``message.sms`` from ``message.sender_address``: a Messaging Service SID
+    ("MG...") or a Twilio phone number / sender id."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        http_client: httpx.AsyncClient,
+        timeout_seconds: float,
+        api_base_url: str = "https://api.twilio.com",
+        status_callback_url: str | None = None,
+    ) -> None:
+        # The SDK falls back to TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN from os.environ when
+        # given empty credentials; refuse instead of sending with someone else's account.
+        if not account_sid or not auth_token:
+            raise ValueError("Twilio account_sid and auth_token are required")
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+        self._account_sid = account_sid
+        self._auth_token = auth_token
+        self._http_client = http_client
+        self._timeout = httpx.Timeout(timeout_seconds)
+        self._api_base_url = api_base_url
+        self._status_callback_url = status_callback_url
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER
+
+    async def send(self, message: OutboundMessage) -> ProviderReceipt:
+        if message.sms is None:
+            raise ValueError(f"delivery {message.delivery_id} has no rendered SMS")
+        sender = message.sender_address
+        if not sender:
+            raise PermanentProviderError(
+                PROVIDER, "no SMS sender configured for this district", reason=Reason.PROVIDER_ERROR
+            )
+
+        fields: dict[str, str] = {"to": message.to, "body": message.sms.body}
+        if sender.startswith("MG"):
+            fields["messaging_service_sid"] = sender
+        else:
+            fields["from_"] = sender
+        if self._status_callback_url:
+            fields["status_callback"] = self._status_callback_url
+
+        transport = _HttpxTransport(self._http_client, self._timeout)
+        try:
+            created = await self._sdk_client(transport).messages.create_async(**fields)
+        except httpx.TransportError as error:
+            raise _transport_error(error) from error
+        except (TwilioRestException, TwilioServiceException) as error:
+            raise _rejection(error, transport.last_response) from error
+        return ProviderReceipt(provider=PROVIDER, provider_message_id=created.sid)
+
+    def _sdk_client(self, transport: _HttpxTransport) -> Any:
+        # One SDK client per send, because the SDK's exceptions drop the response headers
+        # (Retry-After) and only the transport sees them: a per-send transport keeps that
+        # response private to its send without shared mutable state. Building one costs a
+        # few microseconds.
+        client = Client(
+            self._account_sid,
+            self._auth_token,
+            http_client=transport,
+            # ClientBase reads TWILIO_EDGE / TWILIO_REGION from `environment or os.environ`
+            # and rewrites the request host with them. An empty dict is falsy and would fall
+            # back to os.environ, so pin both to "" (no rewrite) instead.
+            environment={"TWILIO_EDGE": "", "TWILIO_REGION": ""},
+        )
+        client.api.base_url = self._api_base_url
+        return client
+
+
+# The SDK ships no type information, so its base class is Any to mypy.
+class _HttpxTransport(AsyncHttpClient):  # type: ignore[misc]
+    """The SDK's transport seam (``twilio.http.AsyncHttpClient.request``) over our shared
+    httpx pool: our timeout, one attempt, the SDK's Basic auth tuple passed through."""
+
+    def __init__(self, http_client: httpx.AsyncClient, timeout: httpx.Timeout) -> None:
+        super().__init__(logger=logging.getLogger(__name__), is_async=True, timeout=timeout.read)
+        self._http_client = http_client
+        self._httpx_timeout = timeout
+        self.last_response: TwilioResponse | None = None
+
+    async def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        # The name and type are the SDK's signature; ours is the httpx timeout set at init.
+        timeout: float | None = None,  # noqa: ASYNC109
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        response = await self._http_client.request(
+            method,
+            uri,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=self._httpx_timeout,
+            follow_redirects=allow_redirects,
+        )
+        self.last_response = TwilioResponse(response.status_code, response.text, response.headers)
+        return self.last_response
+
+
+def _rejection(
+    error: TwilioRestException | TwilioServiceException, response: TwilioResponse | None
+) -> ProviderError:
+    status: int = error.status
+    code: int | None = error.code
+    detail = _detail(error)
+    if status == 429 or status >= 500:
+        headers = response.headers if response is not None else None
+        return TransientProviderError(
+            PROVIDER, detail, code=_code_text(code), retry_after=_retry_after(headers)
+        )
+    reason = (
+        TWILIO_ERROR_REASONS.get(code, Reason.PROVIDER_ERROR) if code else Reason.PROVIDER_ERROR
+    )
+    return PermanentProviderError(PROVIDER, detail, reason=reason, code=_code_text(code))
+
+
+def _detail(error: TwilioRestException | TwilioServiceException) -> str:
+    if isinstance(error, TwilioServiceException):
+        text = f"{error.title}: {error.detail}" if error.detail else error.title
+    else:
+        text = error.msg
+    return f"HTTP {error.status} {text}"
+
+
+def _code_text(code: int | None) -> str | None:
+    return str(code) if code is not None else None
+
+
+def _transport_error(error: httpx.TransportError) -> ProviderError:
+    outcome = next(
+        (TRANSPORT_OUTCOMES[kind] for kind in type(error).__mro__ if kind in TRANSPORT_OUTCOMES),
+        UnknownOutcomeError,
+    )
+    return outcome(PROVIDER, f"{type(error).__name__}: {error}")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), if there is one."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

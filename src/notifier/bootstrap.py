@@ -1,0 +1,162 @@
+"""The composition root: settings in, a wired container of live resources out.
+
+The only module that knows which adapter stands behind which port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx
+from faststream.kafka import KafkaBroker
+
+from notifier.adapters.catalogs import GettextCatalogs
+from notifier.adapters.clock import SystemClock
+from notifier.adapters.inbox import AppInbox
+from notifier.adapters.kafka_events import KafkaEventPublisher
+from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
+from notifier.adapters.migrations import migrate
+from notifier.adapters.sandbox import SandboxSender
+from notifier.adapters.sendgrid import SendGridEmail
+from notifier.adapters.store import SqlStore, create_engine
+from notifier.adapters.twilio import TwilioSms
+from notifier.config import Settings
+from notifier.domain.model import Channel
+from notifier.handlers import DeliveryDependencies, RetryPolicy
+from notifier.metrics import PrometheusMetrics
+from notifier.ports import ChannelSender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    broker: KafkaBroker
+    store: SqlStore
+    http_client: httpx.AsyncClient
+    metrics: PrometheusMetrics
+    deliveries: DeliveryDependencies
+
+    async def start(self) -> None:
+        """Create missing topics, then connect the broker (and start its subscribers)."""
+        if self.settings.kafka.create_topics:
+            await create_topics(self.settings)
+        await self.broker.start()
+
+    async def close(self) -> None:
+        # The broker first: stopping it waits (up to graceful_timeout) for in-flight batches,
+        # which still need the store and the HTTP client to finish and commit.
+        await self.broker.stop()
+        await self.http_client.aclose()
+        await self.store.engine.dispose()
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    kafka = settings.kafka
+    return [
+        TopicSpec(kafka.send_requests_topic, kafka.partitions),
+        TopicSpec(kafka.recipients_topic, kafka.partitions, COMPACTED),
+        TopicSpec(kafka.districts_topic, 1, COMPACTED),
+        TopicSpec(kafka.delivery_events_topic, kafka.partitions),
+        TopicSpec(kafka.dead_letter_topic, 1),
+    ]
+
+
+def create_broker(settings: Settings) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka.bootstrap_servers,
+        client_id="notifier",
+        # Topics are created by ensure_topics with their partitions and compaction;
+        # FastStream's own creation would make them first, with broker defaults.
+        allow_auto_create_topics=False,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        graceful_timeout=settings.kafka.graceful_timeout_seconds,
+        logger=logging.getLogger("notifier.kafka"),
+        # FastStream logs every message at this level; at INFO that is one line per message
+        # on the hot path. Our handlers log what matters.
+        log_level=logging.DEBUG,
+    )
+
+
+async def open_container(settings: Settings) -> Container:
+    clock = SystemClock()
+    engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
+    if settings.database.migrate_on_start:
+        await migrate(engine)
+    store = SqlStore(engine, clock)
+    # One pooled keep-alive client for every provider call; per-call timeouts are the
+    # adapters' (each provider has its own setting).
+    http_client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=settings.delivery.max_in_flight)
+    )
+    broker = create_broker(settings)
+    metrics = PrometheusMetrics()
+    deliveries = DeliveryDependencies(
+        store=store,
+        senders=_senders(settings, store, http_client),
+        events=KafkaEventPublisher(broker, settings.kafka.delivery_events_topic),
+        catalogs=GettextCatalogs(),
+        clock=clock,
+        metrics=metrics,
+        retry=RetryPolicy(
+            attempts=settings.delivery.retry_attempts,
+            max_seconds=settings.delivery.retry_max_seconds,
+        ),
+        in_flight=asyncio.Semaphore(settings.delivery.max_in_flight),
+    )
+    return Container(settings, broker, store, http_client, metrics, deliveries)
+
+
+def _senders(
+    settings: Settings, store: SqlStore, http_client: httpx.AsyncClient
+) -> dict[Channel, ChannelSender]:
+    twilio, sendgrid = settings.twilio, settings.sendgrid
+    sms: ChannelSender
+    email: ChannelSender
+    if twilio.configured:
+        assert twilio.account_sid is not None
+        assert twilio.auth_token is not None
+        sms = TwilioSms(
+            account_sid=twilio.account_sid,
+            auth_token=twilio.auth_token.get_secret_value(),
+            api_base_url=twilio.api_base_url,
+            http_client=http_client,
+            timeout_seconds=twilio.timeout_seconds,
+            status_callback_url=twilio.status_callback_url,
+        )
+    else:
+        log.warning("Twilio has no credentials: SMS go to the sandbox outbox, not to phones")
+        sms = SandboxSender(Channel.SMS, store)
+    if sendgrid.configured:
+        assert sendgrid.api_key is not None
+        email = SendGridEmail(
+            api_key=sendgrid.api_key.get_secret_value(),
+            api_base_url=sendgrid.api_base_url,
+            http_client=http_client,
+            timeout_seconds=sendgrid.timeout_seconds,
+        )
+    else:
+        log.warning("SendGrid has no API key: email goes to the sandbox outbox, not to inboxes")
+        email = SandboxSender(Channel.EMAIL, store)
+    return {Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: AppInbox(store)}
+
+
+async def migrate_database(settings: Settings) -> None:
+    engine = create_engine(settings.database.url, pool_size=1)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    return await ensure_topics(
+        settings.kafka.bootstrap_servers,
+        topic_specs(settings),
+        replication_factor=settings.kafka.replication_factor,
+    )

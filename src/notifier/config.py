@@ -1,0 +1,199 @@
+"""Settings: environment variables (``NOTIFIER_<SECTION>_<NAME>``) over config/notifier.yaml.
+
+Secrets (provider keys) come only from the environment or from files mounted in the secrets
+directory (one file per variable, named like it, e.g. ``NOTIFIER_TWILIO_AUTH_TOKEN``); a
+secret found in the YAML file is an error, so it can't end up in a repository or a ConfigMap.
+Settings are built once by the entrypoint and passed down; nothing reads them globally.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_VARIABLE = "NOTIFIER_CONFIG_FILE"
+SECRETS_DIR_VARIABLE = "NOTIFIER_SECRETS_DIR"
+DEFAULT_CONFIG_FILE = Path("config/notifier.yaml")
+DEFAULT_SECRETS_DIR = Path("/run/secrets/notifier")
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka brokers, comma-separated host:port."
+    )
+    group_id: str = Field("notifier", description="Consumer group of every subscriber.")
+    send_requests_topic: str = Field(
+        "conversation.send-requests", description="Send requests from the conversation core."
+    )
+    recipients_topic: str = Field(
+        "directory.recipients", description="Directory profiles (compacted)."
+    )
+    districts_topic: str = Field(
+        "directory.districts", description="District notification settings (compacted)."
+    )
+    delivery_events_topic: str = Field(
+        "notifier.delivery-events", description="Delivery state changes published by notifier."
+    )
+    dead_letter_topic: str = Field(
+        "notifier.dead-letter", description="Input that could not be processed, with reasons."
+    )
+    create_topics: bool = Field(
+        True, description="Create missing topics at start (partitions, compaction)."
+    )
+    partitions: int = Field(
+        6, ge=1, description="Partitions of created topics; caps consumer parallelism."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    batch_max_records: int = Field(
+        100, ge=1, description="Most send requests taken and committed as one batch."
+    )
+    batch_timeout_ms: int = Field(
+        100, ge=1, description="Longest wait for a batch to fill before processing it."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new consumer group starts reading."
+    )
+    graceful_timeout_seconds: float = Field(
+        20.0, gt=0, description="On shutdown, how long in-flight batches may take to finish."
+    )
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field(
+        "sqlite+aiosqlite:///.local/notifier.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///… (embedded) or "
+        "postgresql+asyncpg://… (production).",
+    )
+    migrate_on_start: bool = Field(
+        True, description="Apply Alembic migrations at start (off when a job migrates)."
+    )
+    pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str | None = Field(
+        None, description="Twilio Account SID; without it (and a token) SMS go to the sandbox."
+    )
+    auth_token: SecretStr | None = Field(None, description="Twilio auth token (secret).")
+    api_base_url: str = Field("https://api.twilio.com", description="Twilio REST API base URL.")
+    status_callback_url: str | None = Field(
+        None, description="Public URL of POST /webhooks/twilio/status, sent with each SMS."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one Twilio API call.")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.account_sid and self.auth_token)
+
+
+class SendGridSettings(BaseModel):
+    api_key: SecretStr | None = Field(
+        None, description="SendGrid API key (secret); without it email goes to the sandbox."
+    )
+    api_base_url: str = Field("https://api.sendgrid.com", description="SendGrid v3 API base URL.")
+    timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one SendGrid API call.")
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None
+
+
+class HttpSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface of the HTTP server (0.0.0.0 in pods).")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP server.")
+
+
+class DeliverySettings(BaseModel):
+    max_in_flight: int = Field(
+        64, ge=1, description="Deliveries (provider calls) in progress at once, per process."
+    )
+    retry_attempts: int = Field(
+        4, ge=1, description="Attempts of a transient provider failure before giving up."
+    )
+    retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest total time spent retrying one delivery."
+    )
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+
+SECRET_FIELDS = frozenset({("twilio", "auth_token"), ("sendgrid", "api_key")})
+
+
+class _YamlWithoutSecrets(YamlConfigSettingsSource):
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for section, name in SECRET_FIELDS:
+            if isinstance(values.get(section), dict) and name in values[section]:
+                raise ValueError(
+                    f"{section}.{name} is a secret: set NOTIFIER_{section}_{name}".upper()
+                    + " in the environment or the secrets directory, not in the YAML file"
+                )
+        return values
+
+
+class Settings(BaseSettings):
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    sendgrid: SendGridSettings = SendGridSettings()
+    http: HttpSettings = HttpSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFIER_",
+        # One underscore between section and name, as in NOTIFIER_KAFKA_BOOTSTRAP_SERVERS;
+        # the split stops after the section so names keep their own underscores.
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        case_sensitive=False,
+        extra="ignore",
+        secrets_dir_missing="ok",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get(CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE))
+        secrets_dir = Path(os.environ.get(SECRETS_DIR_VARIABLE, DEFAULT_SECRETS_DIR))
+        return (
+            init_settings,
+            env_settings,
+            NestedSecretsSettingsSource(
+                file_secret_settings,
+                secrets_dir=secrets_dir,
+                secrets_nested_delimiter="_",
+                secrets_dir_missing="ok",
+            ),
+            _YamlWithoutSecrets(settings_cls, yaml_file=config_file),
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets shown only as set or not."""
+        data = self.model_dump(mode="json")
+        for section, name in SECRET_FIELDS:
+            data[section][name] = "**********" if data[section][name] else None
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

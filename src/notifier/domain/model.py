@@ -1,0 +1,225 @@
+"""The delivery domain as plain data: who gets told, on which channel, and what happened.
+
+Values mirror the contract (shared/spec/contract.md) so that the wire models at the edges
+convert one to one. Everything here is immutable and free of I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+    APP = "app"
+
+
+class Role(StrEnum):
+    GUARDIAN = "guardian"
+    STAFF = "staff"
+    STUDENT = "student"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    SKIPPED = "skipped"
+
+
+class Reason(StrEnum):
+    MAILBOX_FULL = "mailbox_full"
+    HARD_BOUNCE = "hard_bounce"
+    BLOCKED = "blocked"
+    SPAM_REPORT = "spam_report"
+    INVALID_ADDRESS = "invalid_address"
+    UNREACHABLE = "unreachable"
+    OPTED_OUT = "opted_out"
+    PROVIDER_ERROR = "provider_error"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    NO_CONTACT = "no_contact"
+    DEFERRED_TOO_LONG = "deferred_too_long"
+    MUTED = "muted"
+
+
+class Route(StrEnum):
+    """Why a delivery went out on its channel; support staff read these back."""
+
+    PREFERRED = "preferred"
+    ROLE_DEFAULT = "role_default"
+    DISTRICT_DEFAULT = "district_default"
+    ONLY_CONTACT = "only_contact"
+    APP_ONLY = "app_only"
+    # Not in the contract's list: the inbox copy every recipient gets beside their
+    # notification channel (rule 6). Without it, that copy would claim a reason it doesn't have.
+    APP_INBOX = "app_inbox"
+    CONTACT_POINT_FAILING = "contact_point_failing"
+    FAILOVER_BOUNCE = "failover_bounce"
+    FAILOVER_DEFERRED_TOO_LONG = "failover_deferred_too_long"
+    FAILOVER_PROVIDER_ERROR = "failover_provider_error"
+    FAILOVER_REJECTED = "failover_rejected"
+
+
+class ContactStatus(StrEnum):
+    ACTIVE = "active"
+    FAILING = "failing"
+    OPTED_OUT = "opted_out"
+
+
+class RequestKind(StrEnum):
+    CONVERSATION_MESSAGE = "conversation.message"
+    SYSTEM = "system"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        DeliveryStatus.SENT,
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.BOUNCED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.SUPPRESSED,
+        DeliveryStatus.SKIPPED,
+    }
+)
+"""A delivery in one of these states has had its one attempt; redelivery must not repeat it."""
+
+
+@dataclass(frozen=True, slots=True)
+class District:
+    id: str
+    name: str
+    default_channel: Channel
+    role_channels: dict[Role, Channel]
+    default_language: str
+    languages: tuple[str, ...]
+    sms_label: bool
+    max_recipients: int
+    timezone: str
+    sms_sender: str | None
+    email_from_address: str | None
+    email_from_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    id: str
+    district_id: str
+    display_name: str
+    first_name: str
+    role: Role
+    language: str | None
+    preferred_channel: Channel | None
+    phone: str | None
+    email: str | None
+    app: bool
+    updated_at: datetime
+
+    def address_for(self, channel: Channel) -> str | None:
+        if channel is Channel.SMS:
+            return self.phone
+        if channel is Channel.EMAIL:
+            return self.email
+        return self.id if self.app else None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPoint:
+    """The state of one address. It belongs to the address, not the person: a family
+    sharing a full inbox fails over together."""
+
+    channel: Channel
+    address: str
+    status: ContactStatus = ContactStatus.ACTIVE
+    reason: Reason | None = None
+    since: datetime | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status is ContactStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    id: str
+    display_name: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    url: str
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    request_id: str
+    message_id: str
+    conversation_id: str
+    district_id: str
+    kind: RequestKind
+    sender: Sender
+    body: str
+    language: str
+    translations: dict[str, str]
+    attachments: tuple[Attachment, ...]
+    recipient_ids: tuple[str, ...]
+    created_at: datetime
+    conversation_title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSms:
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """Everything a provider needs for one delivery, already rendered."""
+
+    delivery_id: str
+    message_id: str
+    conversation_id: str
+    recipient_id: str
+    channel: Channel
+    to: str
+    language: str
+    sms: RenderedSms | None = None
+    email: RenderedEmail | None = None
+    sender_address: str | None = None
+    sender_name: str | None = None
+    inbox_body: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    event_id: str
+    delivery_id: str
+    message_id: str
+    conversation_id: str
+    recipient_id: str
+    channel: Channel
+    status: DeliveryStatus
+    reason: Reason | None
+    fallback_from: Channel | None
+    route: Route | None
+    provider: str | None
+    provider_message_id: str | None
+    language: str | None
+    occurred_at: datetime

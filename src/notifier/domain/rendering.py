@@ -1,0 +1,142 @@
+"""The words a person reads: the SMS with its "For Dennis: " label, the email frame.
+
+System wording comes from the translated catalogs through ``Wording``; the message body
+comes from the request (or its translation). Message ids here are extracted by Babel
+(``make catalogs``): call ``wording.gettext`` with a literal string so extraction finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Protocol
+
+from notifier.domain.model import Attachment, District, RenderedEmail, RenderedSms, SendRequest
+from notifier.domain.resolution import MessageText
+
+RIGHT_TO_LEFT_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "ps", "yi", "dv", "ckb"})
+
+
+class Wording(Protocol):
+    """The system wording of one language (a gettext catalog)."""
+
+    def gettext(self, message: str, /) -> str: ...
+
+
+def text_direction(language: str) -> str:
+    return "rtl" if language.split("-")[0].casefold() in RIGHT_TO_LEFT_LANGUAGES else "ltr"
+
+
+def sms_label(wording: Wording, first_name: str) -> str:
+    """Rule 5: tells which person on a shared phone the text is for."""
+    return wording.gettext("For {first_name}: ").format(first_name=first_name)
+
+
+def render_sms(
+    request: SendRequest,
+    district: District,
+    first_name: str,
+    text: MessageText,
+    wording: Wording,
+) -> RenderedSms:
+    parts = [sms_label(wording, first_name) if district.sms_label else ""]
+    parts.append(
+        wording.gettext("{sender}: {message}").format(
+            sender=request.sender.display_name, message=text.text
+        )
+    )
+    if text.in_original_language:
+        parts.append("\n" + wording.gettext("(This message is in its original language.)"))
+    for attachment in request.attachments:
+        parts.append(
+            "\n"
+            + wording.gettext("Attachment: {url}").format(
+                url=attachment.url, filename=attachment.filename
+            )
+        )
+    return RenderedSms("".join(parts))
+
+
+def email_subject(request: SendRequest, wording: Wording) -> str:
+    sender = request.sender.display_name
+    if request.conversation_title:
+        return wording.gettext("New message from {sender} in {conversation}").format(
+            sender=sender, conversation=request.conversation_title
+        )
+    return wording.gettext("New message from {sender}").format(sender=sender)
+
+
+def render_email(
+    request: SendRequest,
+    district: District,
+    language: str,
+    text: MessageText,
+    wording: Wording,
+) -> RenderedEmail:
+    subject = email_subject(request, wording)
+    intro = wording.gettext("{sender} wrote:").format(sender=request.sender.display_name)
+    original_note = (
+        wording.gettext("(This message is in its original language.)")
+        if text.in_original_language
+        else None
+    )
+    reply_hint = wording.gettext("To reply, open the conversation in the {district} app.").format(
+        district=district.name
+    )
+    attachments_heading = wording.gettext("Attachments:")
+
+    text_lines = [intro, "", text.text]
+    if original_note:
+        text_lines += ["", original_note]
+    if request.attachments:
+        text_lines += ["", attachments_heading]
+        text_lines += [f"- {a.filename}: {a.url}" for a in request.attachments]
+    text_lines += ["", reply_hint]
+
+    html = _email_html(
+        frame_language=language,
+        body_language=text.language,
+        subject=subject,
+        intro=intro,
+        body=text.text,
+        original_note=original_note,
+        attachments_heading=attachments_heading,
+        attachments=request.attachments,
+        reply_hint=reply_hint,
+    )
+    return RenderedEmail(subject=subject, text="\n".join(text_lines), html=html)
+
+
+def _email_html(
+    *,
+    frame_language: str,
+    body_language: str,
+    subject: str,
+    intro: str,
+    body: str,
+    original_note: str | None,
+    attachments_heading: str,
+    attachments: Sequence[Attachment],
+    reply_hint: str,
+) -> str:
+    # The frame is in the recipient's language; the body keeps its own lang/dir, which
+    # differs when it is the untranslated original.
+    paragraphs = "".join(f"<p>{escape(line)}</p>" for line in body.split("\n\n") if line)
+    parts = [
+        "<!doctype html>",
+        f'<html lang="{escape(frame_language)}" dir="{text_direction(frame_language)}">',
+        f'<head><meta charset="utf-8"><title>{escape(subject)}</title></head>',
+        "<body>",
+        f"<p>{escape(intro)}</p>",
+        f'<blockquote lang="{escape(body_language)}" dir="{text_direction(body_language)}">'
+        f"{paragraphs}</blockquote>",
+    ]
+    if original_note:
+        parts.append(f"<p><em>{escape(original_note)}</em></p>")
+    if attachments:
+        items = "".join(
+            f'<li><a href="{escape(a.url)}">{escape(a.filename)}</a></li>' for a in attachments
+        )
+        parts.append(f"<p>{escape(attachments_heading)}</p><ul>{items}</ul>")
+    parts += [f"<p>{escape(reply_hint)}</p>", "</body>", "</html>"]
+    return "".join(parts)

@@ -1,0 +1,230 @@
+"""The Kafka edge: FastStream subscribers for send requests and the directory.
+
+Acknowledgement, chosen deliberately (FastStream's Kafka default, ACK_FIRST, commits before
+the work is done and loses it on a crash):
+
+* Subscribers take **batches** with ``AckPolicy.MANUAL`` and commit once per batch, after
+  every request in it has reached a recorded state — at-least-once, and several times cheaper
+  than a commit per message. The requests of a batch run concurrently.
+* Bad input never raises out of a handler: it goes to the dead-letter topic with a reason and
+  the batch goes on, so a poison message cannot wedge a partition.
+* Anything else (database or broker down) leaves the batch uncommitted: we wait with backoff
+  and rewind to its first offsets (``nack``), instead of ``NACK_ON_ERROR``'s immediate retry
+  loop. Redelivered work is recognised by its deterministic delivery ids and not repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from pydantic import BaseModel, ValidationError
+
+from notifier.bootstrap import Container
+from notifier.domain.errors import RejectionCode, RequestRejected
+from notifier.handlers import (
+    apply_district,
+    apply_recipient,
+    deliver_request,
+    remove_district,
+    remove_recipient,
+)
+from notifier.wire import DistrictWire, RecipientWire, SendRequestWire
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Any], Coroutine[Any, Any, None]]
+BatchHandlerDecorator = Callable[[BatchHandler], object]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+RETRY_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def register_subscribers(container: Container) -> None:
+    """Attach notifier's subscribers to the container's broker (before it starts)."""
+    settings = container.settings.kafka
+    broker = container.broker
+
+    def subscribe(topic: str, title: str, description: str) -> BatchHandlerDecorator:
+        return broker.subscriber(
+            topic,
+            title=title,
+            description=description,
+            group_id=settings.group_id,
+            batch=True,
+            max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_timeout_ms,
+            auto_offset_reset=settings.auto_offset_reset,
+            ack_policy=AckPolicy.MANUAL,
+            # Only the raw records are used; skip FastStream's own decoding of each body.
+            decoder=_no_decoding,
+        )
+
+    dead_letters = DeadLetters(broker, settings.dead_letter_topic)
+
+    async def deliver_one(record: ConsumerRecord[Any, Any]) -> None:
+        try:
+            request = _parse(SendRequestWire, record).to_domain()
+            report = await deliver_request(request, container.deliveries)
+        except RequestRejected as rejected:
+            await dead_letters.send(record, rejected)
+            container.metrics.request_processed("dead_lettered")
+            return
+        outcome = "duplicate" if report.repeated == len(report.outcomes) else "processed"
+        container.metrics.request_processed(outcome)
+
+    async def apply_recipient_event(record: ConsumerRecord[Any, Any]) -> None:
+        if record.value is None:  # tombstone: the person left the directory
+            removed = await remove_recipient(_key(record), container.store)
+            container.metrics.directory_event("recipient", "deleted" if removed else "ignored")
+            return
+        try:
+            recipient = _parse(RecipientWire, record).to_domain()
+        except RequestRejected as rejected:
+            await dead_letters.send(record, rejected)
+            container.metrics.directory_event("recipient", "dead_lettered")
+            return
+        applied = await apply_recipient(recipient, container.store)
+        container.metrics.directory_event("recipient", "applied" if applied else "stale")
+
+    async def apply_district_event(record: ConsumerRecord[Any, Any]) -> None:
+        if record.value is None:
+            removed = await remove_district(_key(record), container.store)
+            container.metrics.directory_event("district", "deleted" if removed else "ignored")
+            return
+        try:
+            district = _parse(DistrictWire, record).to_domain()
+        except RequestRejected as rejected:
+            await dead_letters.send(record, rejected)
+            container.metrics.directory_event("district", "dead_lettered")
+            return
+        await apply_district(district, container.store)
+        container.metrics.directory_event("district", "applied")
+
+    @subscribe(
+        settings.send_requests_topic,
+        "send-requests",
+        "send-request/1: one conversation message to notify its recipients of.",
+    )
+    async def on_send_requests(message: KafkaMessage) -> None:
+        await _process_batch(message, deliver_one, concurrently=True)
+
+    # Directory events apply in order: the same key's events must not overtake each other.
+    @subscribe(
+        settings.recipients_topic,
+        "directory-recipients",
+        "recipient/1 profiles (compacted; a null value deletes).",
+    )
+    async def on_recipients(message: KafkaMessage) -> None:
+        await _process_batch(message, apply_recipient_event, concurrently=False)
+
+    @subscribe(
+        settings.districts_topic,
+        "directory-districts",
+        "district/1 notification settings (compacted).",
+    )
+    async def on_districts(message: KafkaMessage) -> None:
+        await _process_batch(message, apply_district_event, concurrently=False)
+
+
+async def _process_batch(
+    message: Any,
+    process: Callable[[ConsumerRecord[Any, Any]], Coroutine[Any, Any, None]],
+    *,
+    concurrently: bool,
+) -> None:
+    records: Sequence[ConsumerRecord[Any, Any]] = message.raw_message
+    for attempt, backoff in enumerate((*RETRY_BACKOFF_SECONDS, None)):
+        try:
+            if concurrently:
+                async with asyncio.TaskGroup() as group:
+                    for record in records:
+                        group.create_task(process(record))
+            else:
+                for record in records:
+                    await process(record)
+        except Exception:
+            if backoff is None:
+                break
+            log.exception(
+                "batch of %d records failed (attempt %d); retrying in %.0f s",
+                len(records),
+                attempt + 1,
+                backoff,
+            )
+            await asyncio.sleep(backoff)
+            continue
+        await message.ack()
+        return
+    # Still failing after the in-place retries: hand the batch back to Kafka uncommitted.
+    log.error("batch of %d records still failing; rewinding to retry it later", len(records))
+    await message.nack()
+
+
+async def _no_decoding(message: Any) -> None:
+    return None
+
+
+def _key(record: ConsumerRecord[Any, Any]) -> str:
+    key = record.key
+    return key.decode() if isinstance(key, bytes) else str(key)
+
+
+def _parse(model: type[ModelT], record: ConsumerRecord[Any, Any]) -> ModelT:
+    if record.value is None:
+        raise RequestRejected(RejectionCode.SCHEMA_ERROR, "The message has no value.")
+    try:
+        data = orjson.loads(record.value)
+    except orjson.JSONDecodeError as error:
+        raise RequestRejected(
+            RejectionCode.INVALID_JSON, f"The message is not valid JSON: {error}."
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise RequestRejected(RejectionCode.SCHEMA_ERROR, _describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(p) for p in item['loc']) or 'message'}: {item['msg']}"
+        for item in error.errors()[:5]
+    ]
+    more = f" (and {error.error_count() - 5} more)" if error.error_count() > 5 else ""
+    return "; ".join(problems) + more
+
+
+class DeadLetters:
+    """Publishes unprocessable input, byte for byte, with the reason and its origin."""
+
+    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+        self._broker = broker
+        self._topic = topic
+
+    async def send(self, record: ConsumerRecord[Any, Any], rejected: RequestRejected) -> None:
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            rejected,
+        )
+        await self._broker.publish(
+            record.value or b"",
+            topic=self._topic,
+            key=record.key,
+            headers={
+                "x-notifier-error": rejected.code.value,
+                "x-notifier-detail": rejected.detail[:1000],
+                "x-notifier-source-topic": record.topic,
+                "x-notifier-source-partition": str(record.partition),
+                "x-notifier-source-offset": str(record.offset),
+            },
+        )

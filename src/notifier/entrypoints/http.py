@@ -1,0 +1,85 @@
+"""The HTTP edge: one FastAPI app whose lifespan owns the container (and so the broker).
+
+Ops endpoints (/healthz, /readyz, /metrics) are always served, so a consumer-only pod can
+still be probed and scraped. With ``consume=False`` the app runs no subscribers, so
+production can scale the stream consumer and the HTTP API apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from notifier.bootstrap import Container, open_container
+from notifier.config import Settings
+from notifier.entrypoints.consumer import register_subscribers
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(settings: Settings, *, consume: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await open_container(settings)
+        if consume:
+            register_subscribers(container)
+        await container.start()
+        app.state.container = container
+        try:
+            yield
+        finally:
+            await container.close()
+
+    app = FastAPI(
+        title="notifier",
+        summary="Delivery of school Conversation notifications by SMS, email and app inbox.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+    )
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: broker and database reachable.")
+    async def readyz(request: Request) -> JSONResponse:
+        container: Container = request.app.state.container
+        checks = {
+            "database": await _check(container.store.ping()),
+            "broker": await _check_broker(container),
+        }
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format).")
+    async def metrics(request: Request) -> Response:
+        container: Container = request.app.state.container
+        return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _check(probe: object) -> str:
+    try:
+        await asyncio.wait_for(probe, READINESS_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+    except Exception as error:  # any failure means "not ready"; say which
+        return f"failing: {type(error).__name__}"
+    return "ok"
+
+
+async def _check_broker(container: Container) -> str:
+    try:
+        reachable = await container.broker.ping(timeout=READINESS_TIMEOUT_SECONDS)
+    except Exception as error:
+        return f"failing: {type(error).__name__}"
+    return "ok" if reachable else "failing: unreachable"

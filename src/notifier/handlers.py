@@ -1,0 +1,402 @@
+"""Use cases: one async function per command. They take their collaborators as arguments
+(ports, never adapters or settings) and leave transport concerns to the entrypoints."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from notifier.domain.admission import admit
+from notifier.domain.identity import delivery_id_for, event_id_for
+from notifier.domain.model import (
+    TERMINAL_STATUSES,
+    Channel,
+    DeliveryEvent,
+    DeliveryStatus,
+    District,
+    OutboundMessage,
+    Reason,
+    Recipient,
+    SendRequest,
+)
+from notifier.domain.rendering import render_email, render_sms
+from notifier.domain.resolution import (
+    PlannedDelivery,
+    RecipientPlan,
+    message_text,
+    original_text,
+    plan_recipient,
+    recipients_to_notify,
+)
+from notifier.ports import (
+    Catalogs,
+    ChannelSender,
+    Clock,
+    DeliveryRecord,
+    EventPublisher,
+    Metrics,
+    PermanentProviderError,
+    ProviderError,
+    ProviderReceipt,
+    Store,
+    TransientProviderError,
+    UnknownOutcomeError,
+)
+
+
+class DeliveryInterrupted(Exception):
+    """The first copy of a delivery failed before recording an outcome; the copies that
+    waited for it fail too, so their request is retried as a whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int
+    max_seconds: float
+    first_wait_seconds: float = 0.2
+    longest_wait_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDependencies:
+    store: Store
+    senders: Mapping[Channel, ChannelSender]
+    events: EventPublisher
+    catalogs: Catalogs
+    clock: Clock
+    metrics: Metrics
+    retry: RetryPolicy
+    in_flight: asyncio.Semaphore
+    """Bounds provider calls in progress across all requests of the process."""
+    underway: dict[str, asyncio.Future[DeliveryEvent]] = field(default_factory=dict)
+    """Deliveries being worked on in this process, by id. A copy of the same request in the
+    same batch waits for the first instead of taking its "queued" row for a dead attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReport:
+    """What became of each delivery of one request (its latest state)."""
+
+    request_id: str
+    outcomes: tuple[DeliveryEvent, ...]
+    repeated: int
+    """Deliveries already done by an earlier copy of the request (redelivery or duplicate)."""
+
+
+async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> RequestReport:
+    """Tell every recipient of one conversation message, each at most once per channel.
+
+    Raises ``RequestRejected`` for a request that can never be processed (to dead-letter it);
+    any other exception means "not done, try the whole request again" — work already
+    recorded is then found by its deterministic id and not repeated.
+    """
+    district = admit(request, await deps.store.district(request.district_id))
+    recipient_ids = recipients_to_notify(request)
+    profiles = await deps.store.recipients(recipient_ids)
+    points = await deps.store.contact_points(
+        (channel, address)
+        for profile in profiles.values()
+        for channel, address in ((Channel.SMS, profile.phone), (Channel.EMAIL, profile.email))
+        if address
+    )
+
+    # A TaskGroup, not gather: when one delivery hits a store or broker failure the others
+    # are cancelled and the request is retried as a whole, instead of running on unobserved.
+    async with asyncio.TaskGroup() as group:
+        tasks = []
+        for recipient_id in recipient_ids:
+            profile = profiles.get(recipient_id)
+            if profile is None:
+                tasks.append(group.create_task(_unknown_recipient(request, recipient_id, deps)))
+                continue
+            plan = plan_recipient(profile, district, points)
+            tasks.extend(
+                group.create_task(_deliver(request, district, plan, planned, deps))
+                for planned in plan.deliveries
+            )
+    results = [task.result() for task in tasks]
+    return RequestReport(
+        request_id=request.request_id,
+        outcomes=tuple(event for event, _ in results),
+        repeated=sum(1 for _, repeated in results if repeated),
+    )
+
+
+async def _deliver(
+    request: SendRequest,
+    district: District,
+    plan: RecipientPlan,
+    planned: PlannedDelivery,
+    deps: DeliveryDependencies,
+) -> tuple[DeliveryEvent, bool]:
+    delivery_id = delivery_id_for(request.message_id, plan.recipient.id, planned.channel)
+    earlier = deps.underway.get(delivery_id)
+    if earlier is not None:
+        return await asyncio.shield(earlier), True
+    outcome: asyncio.Future[DeliveryEvent] = asyncio.get_running_loop().create_future()
+    deps.underway[delivery_id] = outcome
+    try:
+        event, repeated = await _deliver_once(request, district, plan, planned, delivery_id, deps)
+    except BaseException:
+        outcome.set_exception(DeliveryInterrupted(delivery_id))
+        # Retrieved here so an outcome nobody else awaited doesn't log "never retrieved".
+        outcome.exception()
+        raise
+    else:
+        outcome.set_result(event)
+    finally:
+        del deps.underway[delivery_id]
+    return event, repeated
+
+
+async def _deliver_once(
+    request: SendRequest,
+    district: District,
+    plan: RecipientPlan,
+    planned: PlannedDelivery,
+    delivery_id: str,
+    deps: DeliveryDependencies,
+) -> tuple[DeliveryEvent, bool]:
+    record = DeliveryRecord(
+        delivery_id=delivery_id,
+        request_id=request.request_id,
+        message_id=request.message_id,
+        conversation_id=request.conversation_id,
+        recipient_id=plan.recipient.id,
+        channel=planned.channel,
+        address=planned.address,
+        status=planned.outcome or DeliveryStatus.QUEUED,
+        reason=planned.reason,
+        route=planned.route,
+        fallback_from=planned.fallback_from,
+        language=plan.language,
+    )
+    claim = await deps.store.claim_delivery(record)
+    if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
+        return await _repeat_known_outcome(claim.record, deps), True
+
+    first_event = _event(record, record.status, deps.clock, reason=record.reason)
+    if claim.is_new:
+        deps.metrics.delivery_recorded(record.channel, record.status)
+        await deps.events.publish([first_event])
+    if not planned.needs_sending:
+        return first_event, False
+
+    # Still queued from an earlier attempt means that attempt died mid-send and its outcome
+    # is unknown; sending again risks a duplicate, not sending risks a lost notice. We send.
+    message = _outbound(request, district, plan, planned, delivery_id, deps)
+    final = await _send(message, record, deps)
+    if final.status is DeliveryStatus.SENT:
+        deps.metrics.delivery_latency(
+            record.channel, (final.occurred_at - request.created_at).total_seconds()
+        )
+    await deps.store.record_event(final)
+    deps.metrics.delivery_recorded(record.channel, final.status)
+    await deps.events.publish([final])
+    return final, False
+
+
+async def _repeat_known_outcome(
+    record: DeliveryRecord, deps: DeliveryDependencies
+) -> DeliveryEvent:
+    """A redelivered request: send nothing, but publish the known outcome again (same event
+    id) in case the first copy stopped between recording it and publishing it."""
+    deps.metrics.duplicate_suppressed(record.channel)
+    event = _event(
+        record,
+        record.status,
+        deps.clock,
+        reason=record.reason,
+        provider=record.provider,
+        provider_message_id=record.provider_message_id,
+    )
+    event = replace(event, occurred_at=record.updated_at or event.occurred_at)
+    await deps.events.publish([event])
+    return event
+
+
+async def _unknown_recipient(
+    request: SendRequest, recipient_id: str, deps: DeliveryDependencies
+) -> tuple[DeliveryEvent, bool]:
+    # Not in the directory (yet): nothing to resolve, so the delivery is recorded on the app
+    # channel as skipped, where support can see it.
+    record = DeliveryRecord(
+        delivery_id=delivery_id_for(request.message_id, recipient_id, Channel.APP),
+        request_id=request.request_id,
+        message_id=request.message_id,
+        conversation_id=request.conversation_id,
+        recipient_id=recipient_id,
+        channel=Channel.APP,
+        address=None,
+        status=DeliveryStatus.SKIPPED,
+        reason=Reason.UNKNOWN_RECIPIENT,
+        route=None,
+        fallback_from=None,
+        language=None,
+    )
+    claim = await deps.store.claim_delivery(record)
+    if not claim.is_new:
+        return await _repeat_known_outcome(claim.record, deps), True
+    event = _event(record, record.status, deps.clock, reason=record.reason)
+    deps.metrics.delivery_recorded(record.channel, record.status)
+    await deps.events.publish([event])
+    return event, False
+
+
+def _outbound(
+    request: SendRequest,
+    district: District,
+    plan: RecipientPlan,
+    planned: PlannedDelivery,
+    delivery_id: str,
+    deps: DeliveryDependencies,
+) -> OutboundMessage:
+    wording = deps.catalogs.wording(plan.language)
+    text = message_text(request, plan.language) or original_text(request)
+    message = OutboundMessage(
+        delivery_id=delivery_id,
+        message_id=request.message_id,
+        conversation_id=request.conversation_id,
+        recipient_id=plan.recipient.id,
+        channel=planned.channel,
+        to=planned.address,
+        language=plan.language,
+    )
+    if planned.channel is Channel.SMS:
+        return replace(
+            message,
+            sms=render_sms(request, district, _first_name(plan.recipient), text, wording),
+            sender_address=district.sms_sender,
+        )
+    if planned.channel is Channel.EMAIL:
+        return replace(
+            message,
+            email=render_email(request, district, plan.language, text, wording),
+            sender_address=district.email_from_address,
+            sender_name=district.email_from_name or district.name,
+        )
+    return replace(message, inbox_body=text.text, sender_name=request.sender.display_name)
+
+
+def _first_name(recipient: Recipient) -> str:
+    return recipient.first_name or recipient.display_name.split(" ")[0]
+
+
+async def _send(
+    message: OutboundMessage, record: DeliveryRecord, deps: DeliveryDependencies
+) -> DeliveryEvent:
+    sender = deps.senders[message.channel]
+    try:
+        receipt = await _send_with_retries(sender, message, deps)
+    except PermanentProviderError as error:
+        return _event(
+            record, DeliveryStatus.FAILED, deps.clock, reason=error.reason, provider=error.provider
+        )
+    except (TransientProviderError, UnknownOutcomeError) as error:
+        return _event(
+            record,
+            DeliveryStatus.FAILED,
+            deps.clock,
+            reason=Reason.PROVIDER_ERROR,
+            provider=error.provider,
+        )
+    return _event(
+        record,
+        DeliveryStatus.SENT,
+        deps.clock,
+        provider=receipt.provider,
+        provider_message_id=receipt.provider_message_id,
+    )
+
+
+async def _send_with_retries(
+    sender: ChannelSender, message: OutboundMessage, deps: DeliveryDependencies
+) -> ProviderReceipt:
+    policy = deps.retry
+    backoff = wait_exponential_jitter(
+        initial=policy.first_wait_seconds, max=policy.longest_wait_seconds
+    )
+
+    def wait(state: RetryCallState) -> float:
+        # Honour a provider's Retry-After when it asks for longer than our backoff.
+        error = state.outcome.exception() if state.outcome else None
+        asked = error.retry_after if isinstance(error, TransientProviderError) else None
+        return max(backoff(state), asked or 0.0)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        wait=wait,
+        retry=retry_if_exception_type(TransientProviderError),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            # The slot is held only while calling, never while waiting to retry.
+            async with deps.in_flight:
+                started = time.perf_counter()
+                try:
+                    receipt = await sender.send(message)
+                except ProviderError as error:
+                    deps.metrics.provider_request(
+                        sender.provider, type(error).__name__, time.perf_counter() - started
+                    )
+                    raise
+                deps.metrics.provider_request(
+                    sender.provider, "accepted", time.perf_counter() - started
+                )
+    return receipt
+
+
+def _event(
+    record: DeliveryRecord,
+    status: DeliveryStatus,
+    clock: Clock,
+    *,
+    reason: Reason | None = None,
+    provider: str | None = None,
+    provider_message_id: str | None = None,
+) -> DeliveryEvent:
+    return DeliveryEvent(
+        event_id=event_id_for(record.delivery_id, status),
+        delivery_id=record.delivery_id,
+        message_id=record.message_id,
+        conversation_id=record.conversation_id,
+        recipient_id=record.recipient_id,
+        channel=record.channel,
+        status=status,
+        reason=reason,
+        fallback_from=record.fallback_from,
+        route=record.route,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        language=record.language,
+        occurred_at=clock.now(),
+    )
+
+
+async def apply_recipient(recipient: Recipient, store: Store) -> bool:
+    """A directory profile: stored unless the stored one is newer (events come out of order)."""
+    return await store.upsert_recipient(recipient)
+
+
+async def remove_recipient(recipient_id: str, store: Store) -> bool:
+    return await store.delete_recipient(recipient_id)
+
+
+async def apply_district(district: District, store: Store) -> None:
+    await store.upsert_district(district)
+
+
+async def remove_district(district_id: str, store: Store) -> bool:
+    return await store.delete_district(district_id)

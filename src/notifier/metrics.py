@@ -1,0 +1,76 @@
+"""Every Prometheus instrument of notifier, on one registry made per process (never the
+global default one, so tests and several apps in one process don't collide).
+
+Label values are bounded: channels, statuses, providers and outcomes — never recipient,
+address or district ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from notifier.domain.model import Channel, DeliveryStatus
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class PrometheusMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.send_requests = Counter(
+            "notifier_send_requests_total",
+            "Send requests taken from Kafka, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "notifier_deliveries_total",
+            "Delivery state changes recorded, by channel and status.",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "notifier_duplicate_deliveries_suppressed_total",
+            "Deliveries not repeated because a redelivered or duplicated request had done them.",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.provider_seconds = Histogram(
+            "notifier_provider_request_seconds",
+            "Time of one provider API call, by provider and outcome.",
+            ["provider", "outcome"],
+            buckets=PROVIDER_BUCKETS,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "notifier_delivery_latency_seconds",
+            "From the request's created_at to the provider accepting the message.",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.directory_events = Counter(
+            "notifier_directory_events_total",
+            "Directory events applied, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+
+    def request_processed(self, outcome: str) -> None:
+        self.send_requests.labels(outcome).inc()
+
+    def delivery_recorded(self, channel: Channel, status: DeliveryStatus) -> None:
+        self.deliveries.labels(channel.value, status.value).inc()
+
+    def provider_request(self, provider: str, outcome: str, seconds: float) -> None:
+        self.provider_seconds.labels(provider, outcome).observe(seconds)
+
+    def delivery_latency(self, channel: Channel, seconds: float) -> None:
+        self.latency.labels(channel.value).observe(max(seconds, 0.0))
+
+    def duplicate_suppressed(self, channel: Channel) -> None:
+        self.duplicates.labels(channel.value).inc()
+
+    def directory_event(self, kind: str, outcome: str) -> None:
+        self.directory_events.labels(kind, outcome).inc()

@@ -1,0 +1,177 @@
+"""The small interfaces the use cases depend on, and the typed errors adapters raise.
+
+Adapters implement these (see notifier.adapters); tests use in-memory fakes of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from notifier.domain.model import (
+    Channel,
+    ContactPoint,
+    DeliveryEvent,
+    DeliveryStatus,
+    District,
+    OutboundMessage,
+    Reason,
+    Recipient,
+    Route,
+)
+from notifier.domain.rendering import Wording
+
+
+class ProviderError(Exception):
+    """A provider did not accept a message. Subclasses say what to do about it."""
+
+    def __init__(self, provider: str, detail: str, *, code: str | None = None) -> None:
+        super().__init__(f"{provider}: {detail}")
+        self.provider = provider
+        self.detail = detail
+        self.code = code
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying: connection trouble, a timeout, HTTP 5xx, or 429 (``retry_after`` s)."""
+
+    def __init__(
+        self,
+        provider: str,
+        detail: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(provider, detail, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying the same message to the same address cannot succeed (e.g. invalid number)."""
+
+    def __init__(
+        self,
+        provider: str,
+        detail: str,
+        *,
+        reason: Reason,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(provider, detail, code=code)
+        self.reason = reason
+
+
+class UnknownOutcomeError(ProviderError):
+    """The request may or may not have been accepted (e.g. the connection dropped after the
+    body was sent). Retrying risks a duplicate; not retrying risks a lost message."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReceipt:
+    provider: str
+    provider_message_id: str | None
+
+
+class ChannelSender(Protocol):
+    """Sends one rendered message on one channel (Twilio, SendGrid, the app inbox, a sandbox)."""
+
+    @property
+    def provider(self) -> str: ...
+
+    async def send(self, message: OutboundMessage) -> ProviderReceipt: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A delivery as the ledger holds it: one per (message, recipient, channel)."""
+
+    delivery_id: str
+    request_id: str
+    message_id: str
+    conversation_id: str
+    recipient_id: str
+    channel: Channel
+    address: str | None
+    status: DeliveryStatus
+    reason: Reason | None
+    route: Route | None
+    fallback_from: Channel | None
+    language: str | None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of claiming a delivery: ``is_new`` is False when it was already recorded
+    (a redelivered or duplicated request), with the status it had."""
+
+    record: DeliveryRecord
+    is_new: bool
+
+
+class Store(Protocol):
+    """The directory read model and the delivery ledger."""
+
+    async def district(self, district_id: str) -> District | None: ...
+
+    async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]: ...
+
+    async def contact_points(
+        self, keys: Iterable[tuple[Channel, str]]
+    ) -> Mapping[tuple[Channel, str], ContactPoint]: ...
+
+    async def upsert_recipient(self, recipient: Recipient) -> bool:
+        """Store the profile unless a newer one is stored; True when it was applied."""
+        ...
+
+    async def delete_recipient(self, recipient_id: str) -> bool: ...
+
+    async def upsert_district(self, district: District) -> None: ...
+
+    async def delete_district(self, district_id: str) -> bool: ...
+
+    async def claim_delivery(self, record: DeliveryRecord) -> Claim:
+        """Insert the delivery unless one exists for its (message, recipient, channel)."""
+        ...
+
+    async def record_event(self, event: DeliveryEvent) -> None:
+        """Move the delivery to the event's status and keep the event in its history."""
+        ...
+
+    async def write_inbox(self, message: OutboundMessage) -> str:
+        """Put the message in the recipient's app inbox (idempotent); returns the entry id."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        ...
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[DeliveryEvent]) -> None: ...
+
+
+class Catalogs(Protocol):
+    def wording(self, language: str) -> Wording: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Metrics(Protocol):
+    def request_processed(self, outcome: str) -> None: ...
+
+    def delivery_recorded(self, channel: Channel, status: DeliveryStatus) -> None: ...
+
+    def provider_request(self, provider: str, outcome: str, seconds: float) -> None: ...
+
+    def delivery_latency(self, channel: Channel, seconds: float) -> None: ...
+
+    def duplicate_suppressed(self, channel: Channel) -> None: ...

@@ -1,0 +1,242 @@
+"""The Kafka payloads of the contract as pydantic models, and their conversion to the domain.
+
+Inbound models reject unknown ``schema`` versions and malformed values; unknown extra fields
+are ignored so the conversation core can add fields without breaking notifier.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from notifier.domain.model import (
+    Attachment,
+    Channel,
+    DeliveryEvent,
+    DeliveryStatus,
+    District,
+    Reason,
+    Recipient,
+    RequestKind,
+    Role,
+    Route,
+    Sender,
+    SendRequest,
+)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+LanguageTag = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
+]
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# Deliberately simple: one @, no spaces, a dot in the domain. Providers do the real check.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
+    return value.astimezone(UTC)
+
+
+def _e164(value: str | None) -> str | None:
+    if value is not None and not _E164.match(value):
+        raise ValueError("phone must be in E.164 format, e.g. +15555550123")
+    return value
+
+
+def _email(value: str | None) -> str | None:
+    if value is not None and not _EMAIL.match(value):
+        raise ValueError("email must be an address like name@example.org")
+    return value
+
+
+UtcTimestamp = Annotated[datetime, AfterValidator(_utc)]
+Phone = Annotated[str | None, AfterValidator(_e164)]
+Email = Annotated[str | None, AfterValidator(_email)]
+
+
+class _Inbound(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+class SenderWire(_Inbound):
+    id: Id
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    role: str
+
+
+class AttachmentWire(_Inbound):
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^https?://")]
+    size_bytes: int | None = Field(None, ge=0)
+
+
+class RecipientRef(_Inbound):
+    id: Id
+
+
+class SendRequestWire(_Inbound):
+    """``send-request/1`` on conversation.send-requests."""
+
+    schema_: Literal["send-request/1"] = Field(alias="schema")
+    request_id: Id
+    message_id: Id
+    conversation_id: Id
+    conversation_title: str | None = Field(
+        None, max_length=200, description="Optional; named in the email subject when present."
+    )
+    district_id: Id
+    kind: RequestKind
+    sender: SenderWire
+    body: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
+    language: LanguageTag
+    translations: dict[LanguageTag, str] = Field(default_factory=dict)
+    attachments: list[AttachmentWire] = Field(default_factory=list, max_length=20)
+    # The contract's hard cap; a district's own (lower) cap is checked against the directory.
+    recipients: list[RecipientRef] = Field(min_length=1, max_length=50)
+    created_at: UtcTimestamp
+
+    def to_domain(self) -> SendRequest:
+        return SendRequest(
+            request_id=self.request_id,
+            message_id=self.message_id,
+            conversation_id=self.conversation_id,
+            district_id=self.district_id,
+            kind=self.kind,
+            sender=Sender(self.sender.id, self.sender.display_name, self.sender.role),
+            body=self.body,
+            language=self.language,
+            translations=dict(self.translations),
+            attachments=tuple(
+                Attachment(a.filename, a.url, a.size_bytes) for a in self.attachments
+            ),
+            recipient_ids=tuple(r.id for r in self.recipients),
+            created_at=self.created_at,
+            conversation_title=self.conversation_title,
+        )
+
+
+class RecipientWire(_Inbound):
+    """``recipient/1`` on directory.recipients."""
+
+    schema_: Literal["recipient/1"] = Field(alias="schema")
+    id: Id
+    district_id: Id
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    first_name: Annotated[str, StringConstraints(max_length=100)] = ""
+    role: Role
+    language: LanguageTag | None = None
+    preferred_channel: Channel | None = None
+    phone: Phone = None
+    email: Email = None
+    app: bool = True
+    updated_at: UtcTimestamp
+
+    def to_domain(self) -> Recipient:
+        return Recipient(
+            id=self.id,
+            district_id=self.district_id,
+            display_name=self.display_name,
+            first_name=self.first_name,
+            role=self.role,
+            language=self.language,
+            preferred_channel=self.preferred_channel,
+            phone=self.phone,
+            email=self.email.lower() if self.email else None,
+            app=self.app,
+            updated_at=self.updated_at,
+        )
+
+
+class EmailFromWire(_Inbound):
+    email: Annotated[str, AfterValidator(_email)]
+    name: str | None = None
+
+
+class DistrictWire(_Inbound):
+    """``district/1`` on directory.districts."""
+
+    schema_: Literal["district/1"] = Field(alias="schema")
+    id: Id
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    default_channel: Literal[Channel.SMS, Channel.EMAIL] = Channel.EMAIL
+    # Guardians get SMS unless the district says otherwise, as the help pages promise.
+    role_channels: dict[Role, Channel] = Field(default_factory=lambda: {Role.GUARDIAN: Channel.SMS})
+    default_language: LanguageTag = "en"
+    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"])
+    sms_label: bool = True
+    max_recipients: int = Field(15, ge=1, le=50)
+    timezone: str = "UTC"
+    sms_sender: str | None = None
+    email_from: EmailFromWire | None = None
+
+    def to_domain(self) -> District:
+        return District(
+            id=self.id,
+            name=self.name,
+            default_channel=Channel(self.default_channel),
+            role_channels=dict(self.role_channels),
+            default_language=self.default_language,
+            languages=tuple(self.languages),
+            sms_label=self.sms_label,
+            max_recipients=self.max_recipients,
+            timezone=self.timezone,
+            sms_sender=self.sms_sender,
+            email_from_address=self.email_from.email if self.email_from else None,
+            email_from_name=self.email_from.name if self.email_from else None,
+        )
+
+
+class DeliveryEventWire(BaseModel):
+    """``delivery-event/1`` on notifier.delivery-events."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_: Literal["delivery-event/1"] = Field("delivery-event/1", alias="schema")
+    event_id: str
+    message_id: str
+    conversation_id: str
+    recipient_id: str
+    channel: Channel
+    status: DeliveryStatus
+    reason: Reason | None
+    fallback_from: Channel | None
+    route: Route | None
+    provider: str | None
+    provider_message_id: str | None
+    language: str | None
+    occurred_at: datetime
+
+    @classmethod
+    def from_domain(cls, event: DeliveryEvent) -> DeliveryEventWire:
+        return cls(
+            event_id=event.event_id,
+            message_id=event.message_id,
+            conversation_id=event.conversation_id,
+            recipient_id=event.recipient_id,
+            channel=event.channel,
+            status=event.status,
+            reason=event.reason,
+            fallback_from=event.fallback_from,
+            route=event.route,
+            provider=event.provider,
+            provider_message_id=event.provider_message_id,
+            language=event.language,
+            occurred_at=event.occurred_at,
+        )
+
+
+def encode_event(event: DeliveryEvent) -> bytes:
+    payload = DeliveryEventWire.from_domain(event).model_dump(mode="json", by_alias=True)
+    payload["occurred_at"] = _rfc3339(event.occurred_at)
+    return orjson.dumps(payload)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real local Kafka broker and PostgreSQL server (started by
+`make test` / .ci/run through scripts/), and the store on both databases.
+
+In CI (``CI`` set) a skipped test is a failure: nothing may be silently left out there.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from notifier.adapters.clock import SystemClock
+from notifier.adapters.migrations import migrate
+from notifier.adapters.store import SqlStore, create_engine
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be skipped: {report.longrepr}"
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("NOTIFIER_KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("NOTIFIER_TEST_POSTGRES_URL") or None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db')}/notifier.db"
+    url = postgres_url()
+    if url is None:
+        pytest.skip("NOTIFIER_TEST_POSTGRES_URL is not set (make test starts PostgreSQL)")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    engine = create_engine(database_url)
+    schema = None
+    if engine.dialect.name == "postgresql":
+        # A schema per test keeps tests independent on the one shared database.
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        await engine.dispose()
+        engine = create_engine(database_url, search_path=schema)
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    await migrate(engine)
+    try:
+        yield SqlStore(engine, SystemClock())
+    finally:
+        if schema is not None:
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await engine.dispose()
