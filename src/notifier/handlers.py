@@ -325,7 +325,9 @@ async def _send_with_retries(
 ) -> ProviderReceipt:
     policy = deps.retry
     backoff = wait_exponential_jitter(
-        initial=policy.first_wait_seconds, max=policy.longest_wait_seconds
+        multiplier=policy.first_wait_seconds,
+        max=policy.longest_wait_seconds,
+        jitter=policy.first_wait_seconds,
     )
 
     def wait(state: RetryCallState) -> float:

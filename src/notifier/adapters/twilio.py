@@ -25,6 +25,7 @@ Errors: https://www.twilio.com/docs/api/errors
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -47,6 +48,9 @@ from notifier.ports import (
 )
 
 PROVIDER = "twilio"
+
+# A whole SID, not just the "MG" prefix: an alphanumeric sender id may start with "MG" too.
+_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 TWILIO_ERROR_REASONS: Mapping[int, Reason] = MappingProxyType(
     {
@@ -85,7 +89,7 @@ unknown outcome, because nothing proves the request was not sent."""
 
 class TwilioSms:
     """Sends ``message.sms`` from ``message.sender_address``: a Messaging Service SID
-    ("MG...") or a Twilio phone number / sender id."""
+    ("MG" + 32 hex, sent as MessagingServiceSid) or a Twilio number / sender id (From)."""
 
     def __init__(
         self,
@@ -124,7 +128,7 @@ class TwilioSms:
             )
 
         fields: dict[str, str] = {"to": message.to, "body": message.sms.body}
-        if sender.startswith("MG"):
+        if _MESSAGING_SERVICE_SID.match(sender):
             fields["messaging_service_sid"] = sender
         else:
             fields["from_"] = sender

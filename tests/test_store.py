@@ -1,0 +1,770 @@
+"""SqlStore on SQLite and PostgreSQL: the directory read model, the delivery ledger, the app
+inbox and the sandbox outbox, specified through the Store port (the `store` fixture runs
+every test on both backends, on a freshly migrated database)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from notifier.adapters import tables as t
+from notifier.adapters.migrations import migrate
+from notifier.adapters.store import SqlStore
+from notifier.domain.identity import delivery_id_for, event_id_for
+from notifier.domain.model import (
+    Channel,
+    ContactPoint,
+    ContactStatus,
+    DeliveryEvent,
+    DeliveryStatus,
+    District,
+    OutboundMessage,
+    Reason,
+    Recipient,
+    RenderedEmail,
+    RenderedSms,
+    Role,
+    Route,
+)
+from notifier.ports import DeliveryRecord
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+def district(**changes: object) -> District:
+    value = District(
+        id="d-springfield",
+        name="Springfield Public Schools",
+        default_channel=Channel.EMAIL,
+        role_channels={Role.GUARDIAN: Channel.SMS, Role.STAFF: Channel.EMAIL},
+        default_language="en",
+        languages=("en", "es", "vi", "zh-Hans", "ar", "ht"),
+        sms_label=True,
+        max_recipients=15,
+        timezone="America/Chicago",
+        sms_sender="MG00000000000000000000000000000000",
+        email_from_address="no-reply@springfield.example",
+        email_from_name="Springfield Schools",
+    )
+    return replace(value, **changes)
+
+
+def recipient(recipient_id: str = "guardian-9", **changes: object) -> Recipient:
+    value = Recipient(
+        id=recipient_id,
+        district_id="d-springfield",
+        display_name="Dennis Park",
+        first_name="Dennis",
+        role=Role.GUARDIAN,
+        language="es",
+        preferred_channel=None,
+        phone="+15555550123",
+        email="dennis.park@example.org",
+        app=True,
+        updated_at=T0,
+    )
+    return replace(value, **changes)
+
+
+def delivery(
+    channel: Channel = Channel.SMS,
+    *,
+    message_id: str = "msg-1042",
+    recipient_id: str = "guardian-9",
+    **changes: object,
+) -> DeliveryRecord:
+    value = DeliveryRecord(
+        delivery_id=delivery_id_for(message_id, recipient_id, channel),
+        request_id="req-1",
+        message_id=message_id,
+        conversation_id="conv-77",
+        recipient_id=recipient_id,
+        channel=channel,
+        address={Channel.SMS: "+15555550123", Channel.EMAIL: "dennis.park@example.org"}.get(
+            channel
+        ),
+        status=DeliveryStatus.QUEUED,
+        reason=None,
+        route=Route.ROLE_DEFAULT,
+        fallback_from=None,
+        language="es",
+    )
+    return replace(value, **changes)
+
+
+def event_for(
+    record: DeliveryRecord,
+    status: DeliveryStatus,
+    *,
+    occurred_at: datetime,
+    provider: str | None = "twilio",
+    provider_message_id: str | None = "SM0123456789abcdef0123456789abcdef",
+    reason: Reason | None = None,
+) -> DeliveryEvent:
+    return DeliveryEvent(
+        event_id=event_id_for(record.delivery_id, status),
+        delivery_id=record.delivery_id,
+        message_id=record.message_id,
+        conversation_id=record.conversation_id,
+        recipient_id=record.recipient_id,
+        channel=record.channel,
+        status=status,
+        reason=reason,
+        fallback_from=record.fallback_from,
+        route=record.route,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        language=record.language,
+        occurred_at=occurred_at,
+    )
+
+
+def sms_message(delivery_id: str = "dlv-sms-1") -> OutboundMessage:
+    return OutboundMessage(
+        delivery_id=delivery_id,
+        message_id="msg-1042",
+        conversation_id="conv-77",
+        recipient_id="guardian-9",
+        channel=Channel.SMS,
+        to="+15555550123",
+        language="es",
+        sms=RenderedSms(body="Para Dennis: Los formularios vencen el viernes."),
+        sender_address="MG00000000000000000000000000000000",
+    )
+
+
+def email_message(delivery_id: str = "dlv-email-1") -> OutboundMessage:
+    return OutboundMessage(
+        delivery_id=delivery_id,
+        message_id="msg-1042",
+        conversation_id="conv-77",
+        recipient_id="guardian-9",
+        channel=Channel.EMAIL,
+        to="dennis.park@example.org",
+        language="es",
+        email=RenderedEmail(
+            subject="Nuevo mensaje de Ms. Rivera",
+            text="Los formularios vencen el viernes.",
+            html="<p>Los formularios vencen el viernes.</p>",
+        ),
+        sender_address="no-reply@springfield.example",
+        sender_name="Springfield Schools",
+    )
+
+
+def inbox_message(
+    recipient_id: str = "guardian-9", message_id: str = "msg-1042", **changes: object
+) -> OutboundMessage:
+    value = OutboundMessage(
+        delivery_id=delivery_id_for(message_id, recipient_id, Channel.APP),
+        message_id=message_id,
+        conversation_id="conv-77",
+        recipient_id=recipient_id,
+        channel=Channel.APP,
+        to=recipient_id,
+        language="es",
+        sender_name="Ms. Rivera",
+        inbox_body="Los formularios de la excursión vencen el viernes.",
+    )
+    return replace(value, **changes)
+
+
+def assert_aware_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+# -- health and schema ---------------------------------------------------------------------
+
+
+async def test_ping_succeeds_on_a_reachable_database(store: SqlStore) -> None:
+    await store.ping()
+
+
+async def test_migrating_an_up_to_date_database_again_is_harmless(store: SqlStore) -> None:
+    await store.upsert_district(district())
+
+    await migrate(store.engine)
+
+    async with store.engine.connect() as connection:
+        versions = (
+            (await connection.execute(sa.text("SELECT version_num FROM alembic_version")))
+            .scalars()
+            .all()
+        )
+    assert versions == ["0001"]
+    assert await store.district("d-springfield") == district()
+
+
+async def test_migrations_create_the_schema_the_tables_declare(store: SqlStore) -> None:
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection)
+        return list(compare_metadata(context, t.metadata))
+
+    async with store.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+# -- districts -----------------------------------------------------------------------------
+
+
+async def test_upserted_district_reads_back_as_the_same_domain_value(store: SqlStore) -> None:
+    await store.upsert_district(district())
+
+    stored = await store.district("d-springfield")
+
+    assert stored == district()
+    assert stored is not None
+    assert all(isinstance(role, Role) for role in stored.role_channels)
+    assert all(isinstance(channel, Channel) for channel in stored.role_channels.values())
+    assert isinstance(stored.default_channel, Channel)
+    assert isinstance(stored.languages, tuple)
+
+
+async def test_district_with_no_role_channels_and_no_senders_reads_back(store: SqlStore) -> None:
+    bare = district(
+        role_channels={},
+        sms_sender=None,
+        email_from_address=None,
+        email_from_name=None,
+        sms_label=False,
+    )
+    await store.upsert_district(bare)
+
+    assert await store.district("d-springfield") == bare
+
+
+async def test_upserting_a_district_again_replaces_it(store: SqlStore) -> None:
+    await store.upsert_district(district())
+    changed = district(
+        name="Springfield Unified",
+        default_channel=Channel.SMS,
+        role_channels={Role.STAFF: Channel.SMS},
+        languages=("en",),
+        max_recipients=30,
+    )
+
+    await store.upsert_district(changed)
+
+    assert await store.district("d-springfield") == changed
+
+
+async def test_unknown_district_reads_as_none(store: SqlStore) -> None:
+    assert await store.district("d-nowhere") is None
+
+
+async def test_deleted_district_reads_as_none(store: SqlStore) -> None:
+    await store.upsert_district(district())
+
+    assert await store.delete_district("d-springfield") is True
+    assert await store.district("d-springfield") is None
+
+
+async def test_deleting_a_missing_district_returns_false(store: SqlStore) -> None:
+    assert await store.delete_district("d-nowhere") is False
+
+
+# -- recipients ----------------------------------------------------------------------------
+
+
+async def test_upserted_recipient_is_applied_and_reads_back_equal(store: SqlStore) -> None:
+    assert await store.upsert_recipient(recipient()) is True
+
+    stored = await store.recipients(["guardian-9"])
+
+    assert stored == {"guardian-9": recipient()}
+    assert_aware_utc(stored["guardian-9"].updated_at)
+
+
+async def test_recipient_without_contact_points_reads_back_equal(store: SqlStore) -> None:
+    app_only = recipient(
+        "student-5",
+        role=Role.STUDENT,
+        language=None,
+        preferred_channel=Channel.APP,
+        phone=None,
+        email=None,
+    )
+    assert await store.upsert_recipient(app_only) is True
+
+    assert await store.recipients(["student-5"]) == {"student-5": app_only}
+
+
+async def test_older_recipient_profile_is_ignored(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+    older = recipient(display_name="Old Name", updated_at=T0 - timedelta(minutes=1))
+
+    assert await store.upsert_recipient(older) is False
+
+    assert await store.recipients(["guardian-9"]) == {"guardian-9": recipient()}
+
+
+async def test_newer_recipient_profile_replaces_the_stored_one(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+    newer = recipient(
+        display_name="Dennis K. Park",
+        language="en",
+        preferred_channel=Channel.EMAIL,
+        phone=None,
+        app=False,
+        updated_at=T0 + timedelta(microseconds=1),
+    )
+
+    assert await store.upsert_recipient(newer) is True
+
+    assert await store.recipients(["guardian-9"]) == {"guardian-9": newer}
+
+
+async def test_recipient_profile_with_the_same_updated_at_is_not_applied(
+    store: SqlStore,
+) -> None:
+    # Only a strictly newer profile replaces the stored one: a replayed event (same
+    # updated_at) changes nothing, even if its content differs.
+    await store.upsert_recipient(recipient())
+
+    assert await store.upsert_recipient(recipient(display_name="Replayed")) is False
+
+    assert await store.recipients(["guardian-9"]) == {"guardian-9": recipient()}
+
+
+async def test_recipient_newer_in_another_utc_offset_replaces_the_stored_one(
+    store: SqlStore,
+) -> None:
+    # 11:30+01:00 is 10:30Z: newer than 10:00Z although its wall-clock reading is what it is.
+    await store.upsert_recipient(recipient())
+    plus_one = timezone(timedelta(hours=1))
+    newer = recipient(
+        display_name="Newer", updated_at=datetime(2026, 11, 20, 11, 30, tzinfo=plus_one)
+    )
+
+    assert await store.upsert_recipient(newer) is True
+
+    stored = (await store.recipients(["guardian-9"]))["guardian-9"]
+    assert stored.display_name == "Newer"
+    assert stored.updated_at == datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    assert_aware_utc(stored.updated_at)
+
+
+async def test_recipient_older_in_another_utc_offset_is_ignored(store: SqlStore) -> None:
+    # 10:30-01:00 is 11:30Z but 09:30+00:00 isn't: compare instants, not wall clocks.
+    minus_one = timezone(timedelta(hours=-1))
+    stored_first = recipient(updated_at=datetime(2026, 11, 20, 10, 30, tzinfo=minus_one))
+    await store.upsert_recipient(stored_first)
+    older = recipient(display_name="Older", updated_at=datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+
+    assert await store.upsert_recipient(older) is False
+
+    assert (await store.recipients(["guardian-9"]))["guardian-9"].display_name == "Dennis Park"
+
+
+async def test_tombstone_deletes_the_recipient(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+
+    assert await store.delete_recipient("guardian-9") is True
+
+    assert await store.recipients(["guardian-9"]) == {}
+
+
+async def test_profile_after_a_tombstone_is_applied_whatever_its_age(store: SqlStore) -> None:
+    # A tombstone keeps no updated_at: the next profile, even an older one, starts afresh.
+    await store.upsert_recipient(recipient())
+    await store.delete_recipient("guardian-9")
+    older = recipient(updated_at=T0 - timedelta(days=1))
+
+    assert await store.upsert_recipient(older) is True
+
+    assert await store.recipients(["guardian-9"]) == {"guardian-9": older}
+
+
+async def test_tombstone_for_a_missing_recipient_returns_false(store: SqlStore) -> None:
+    assert await store.delete_recipient("guardian-404") is False
+
+
+async def test_recipients_returns_only_the_known_ones(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient("guardian-9"))
+    await store.upsert_recipient(recipient("staff-4", role=Role.STAFF, phone=None))
+
+    found = await store.recipients(["guardian-9", "nobody", "staff-4", "guardian-9"])
+
+    assert set(found) == {"guardian-9", "staff-4"}
+    assert found["staff-4"] == recipient("staff-4", role=Role.STAFF, phone=None)
+
+
+async def test_recipients_of_no_ids_is_empty(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+
+    assert await store.recipients([]) == {}
+
+
+# -- contact points ------------------------------------------------------------------------
+
+
+async def test_upserting_a_recipient_creates_active_contact_points(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+    sms_key = (Channel.SMS, "+15555550123")
+    email_key = (Channel.EMAIL, "dennis.park@example.org")
+
+    points = await store.contact_points([sms_key, email_key])
+
+    assert set(points) == {sms_key, email_key}
+    assert points[sms_key] == ContactPoint(
+        channel=Channel.SMS, address="+15555550123", status=ContactStatus.ACTIVE
+    )
+    assert points[email_key] == ContactPoint(
+        channel=Channel.EMAIL, address="dennis.park@example.org", status=ContactStatus.ACTIVE
+    )
+
+
+async def test_recipients_sharing_a_phone_share_one_contact_point(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient("guardian-9"))
+    await store.upsert_recipient(
+        recipient("guardian-10", display_name="Dana Park", email="dana.park@example.org")
+    )
+
+    points = await store.contact_points([(Channel.SMS, "+15555550123")])
+
+    assert list(points) == [(Channel.SMS, "+15555550123")]
+    async with store.engine.connect() as connection:
+        rows = await connection.execute(
+            sa.select(sa.func.count())
+            .select_from(t.contact_points)
+            .where(t.contact_points.c.address == "+15555550123")
+        )
+        assert rows.scalar_one() == 1
+
+
+async def test_changed_address_gets_its_own_active_contact_point(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+    await store.upsert_recipient(
+        recipient(email="dennis@park.example", updated_at=T0 + timedelta(hours=1))
+    )
+
+    points = await store.contact_points([(Channel.EMAIL, "dennis@park.example")])
+
+    assert points[(Channel.EMAIL, "dennis@park.example")].status is ContactStatus.ACTIVE
+
+
+async def test_ignored_older_profile_creates_no_contact_points(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+    older = recipient(phone="+15555550999", updated_at=T0 - timedelta(days=1))
+
+    await store.upsert_recipient(older)
+
+    assert await store.contact_points([(Channel.SMS, "+15555550999")]) == {}
+
+
+async def test_profile_refresh_keeps_the_status_of_an_existing_contact_point(
+    store: SqlStore,
+) -> None:
+    # Status belongs to the address: the same address arriving again in a newer profile is
+    # not a reset (only a changed address, support or the person reset it).
+    await store.upsert_recipient(recipient())
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            sa.update(t.contact_points)
+            .where(t.contact_points.c.address == "dennis.park@example.org")
+            .values(status=ContactStatus.FAILING.value, reason=Reason.MAILBOX_FULL.value, since=T0)
+        )
+
+    await store.upsert_recipient(
+        recipient(display_name="Dennis", updated_at=T0 + timedelta(days=1))
+    )
+
+    point = (await store.contact_points([(Channel.EMAIL, "dennis.park@example.org")]))[
+        (Channel.EMAIL, "dennis.park@example.org")
+    ]
+    assert point == ContactPoint(
+        channel=Channel.EMAIL,
+        address="dennis.park@example.org",
+        status=ContactStatus.FAILING,
+        reason=Reason.MAILBOX_FULL,
+        since=T0,
+    )
+    assert_aware_utc(point.since)
+
+
+async def test_contact_points_of_unknown_addresses_are_empty(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+
+    assert (
+        await store.contact_points(
+            [(Channel.SMS, "+15555550000"), (Channel.EMAIL, "nobody@example.org")]
+        )
+        == {}
+    )
+
+
+async def test_contact_points_match_channel_and_address_together(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+
+    assert await store.contact_points([(Channel.EMAIL, "+15555550123")]) == {}
+
+
+async def test_contact_points_of_no_keys_is_empty(store: SqlStore) -> None:
+    assert await store.contact_points([]) == {}
+
+
+# -- delivery ledger -----------------------------------------------------------------------
+
+
+async def test_first_claim_of_a_delivery_is_new(store: SqlStore) -> None:
+    record = delivery()
+
+    claim = await store.claim_delivery(record)
+
+    assert claim.is_new is True
+    assert claim.record == record
+
+
+async def test_second_claim_of_the_same_delivery_returns_the_stored_record(
+    store: SqlStore,
+) -> None:
+    first = delivery()
+    await store.claim_delivery(first)
+    # A redelivered request may carry another request id; the ledger keeps the first.
+    again = replace(first, request_id="req-2", status=DeliveryStatus.SKIPPED)
+
+    claim = await store.claim_delivery(again)
+
+    assert claim.is_new is False
+    stored = claim.record
+    assert replace(stored, created_at=None, updated_at=None) == first
+    assert stored.request_id == "req-1"
+    assert stored.status is DeliveryStatus.QUEUED
+    assert_aware_utc(stored.created_at)
+    assert_aware_utc(stored.updated_at)
+
+
+async def test_concurrent_claims_of_one_delivery_let_exactly_one_through(
+    store: SqlStore,
+) -> None:
+    claims = await asyncio.gather(*(store.claim_delivery(delivery()) for _ in range(5)))
+
+    assert sorted(claim.is_new for claim in claims) == [False, False, False, False, True]
+    assert len(await store.deliveries_of_message("msg-1042")) == 1
+
+
+async def test_same_message_and_recipient_on_another_channel_is_a_separate_delivery(
+    store: SqlStore,
+) -> None:
+    sms = await store.claim_delivery(delivery(Channel.SMS))
+    email = await store.claim_delivery(
+        delivery(Channel.EMAIL, route=Route.FAILOVER_BOUNCE, fallback_from=Channel.SMS)
+    )
+
+    assert sms.is_new is True
+    assert email.is_new is True
+    records = await store.deliveries_of_message("msg-1042")
+    assert [(r.channel, r.fallback_from, r.route) for r in records] == [
+        (Channel.EMAIL, Channel.SMS, Route.FAILOVER_BOUNCE),
+        (Channel.SMS, None, Route.ROLE_DEFAULT),
+    ]
+
+
+async def test_same_recipient_of_another_message_is_a_separate_delivery(store: SqlStore) -> None:
+    await store.claim_delivery(delivery(message_id="msg-1042"))
+
+    claim = await store.claim_delivery(delivery(message_id="msg-1043"))
+
+    assert claim.is_new is True
+
+
+async def test_recorded_event_moves_the_delivery_to_sent(store: SqlStore) -> None:
+    record = delivery()
+    await store.claim_delivery(record)
+    sent_at = datetime(2026, 11, 28, 15, 0, 1, tzinfo=UTC)
+
+    await store.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=sent_at))
+
+    claim = await store.claim_delivery(record)
+    assert claim.is_new is False
+    assert claim.record.status is DeliveryStatus.SENT
+    assert claim.record.provider == "twilio"
+    assert claim.record.provider_message_id == "SM0123456789abcdef0123456789abcdef"
+    assert claim.record.updated_at == sent_at
+    assert claim.record.reason is None
+
+
+async def test_recorded_failure_keeps_its_reason(store: SqlStore) -> None:
+    record = delivery(Channel.EMAIL)
+    await store.claim_delivery(record)
+
+    await store.record_event(
+        event_for(
+            record,
+            DeliveryStatus.BOUNCED,
+            occurred_at=T0,
+            provider="sendgrid",
+            provider_message_id="sg-1",
+            reason=Reason.MAILBOX_FULL,
+        )
+    )
+
+    (stored,) = await store.deliveries_of_message("msg-1042")
+    assert stored.status is DeliveryStatus.BOUNCED
+    assert stored.reason is Reason.MAILBOX_FULL
+    assert stored.provider == "sendgrid"
+
+
+async def test_recording_the_same_event_twice_is_harmless(store: SqlStore) -> None:
+    record = delivery()
+    await store.claim_delivery(record)
+    sent = event_for(record, DeliveryStatus.SENT, occurred_at=T0)
+
+    await store.record_event(sent)
+    await store.record_event(sent)
+
+    async with store.engine.connect() as connection:
+        rows = await connection.execute(
+            sa.select(t.delivery_events.c.status)
+            .where(t.delivery_events.c.delivery_id == record.delivery_id)
+            .order_by(t.delivery_events.c.occurred_at)
+        )
+        assert sorted(rows.scalars().all()) == ["queued", "sent"]
+    (stored,) = await store.deliveries_of_message("msg-1042")
+    assert stored.status is DeliveryStatus.SENT
+
+
+async def test_deliveries_of_an_unknown_message_are_empty(store: SqlStore) -> None:
+    assert await store.deliveries_of_message("msg-none") == []
+
+
+# -- app inbox -----------------------------------------------------------------------------
+
+
+async def test_inbox_entry_is_written_once_per_recipient_and_message(store: SqlStore) -> None:
+    message = inbox_message()
+
+    first = await store.write_inbox(message)
+    second = await store.write_inbox(message)
+
+    assert first == second == message.delivery_id
+    (entry,) = await store.inbox("guardian-9")
+    assert entry["entry_id"] == message.delivery_id
+    assert entry["message_id"] == "msg-1042"
+    assert entry["conversation_id"] == "conv-77"
+    assert entry["sender_name"] == "Ms. Rivera"
+    assert entry["body"] == "Los formularios de la excursión vencen el viernes."
+    assert entry["language"] == "es"
+    assert entry["read_at"] is None
+    assert_aware_utc(entry["created_at"])
+
+
+async def test_rewritten_inbox_entry_keeps_its_first_content(store: SqlStore) -> None:
+    await store.write_inbox(inbox_message())
+
+    await store.write_inbox(inbox_message(inbox_body="edited"))
+
+    (entry,) = await store.inbox("guardian-9")
+    assert entry["body"] == "Los formularios de la excursión vencen el viernes."
+
+
+async def test_inbox_holds_each_message_of_its_recipient_only(store: SqlStore) -> None:
+    await store.write_inbox(inbox_message("guardian-9", "msg-1"))
+    await store.write_inbox(inbox_message("guardian-9", "msg-2"))
+    await store.write_inbox(inbox_message("staff-4", "msg-1"))
+
+    assert [e["message_id"] for e in await store.inbox("guardian-9")] == ["msg-1", "msg-2"]
+    assert [e["message_id"] for e in await store.inbox("staff-4")] == ["msg-1"]
+    assert await store.inbox("nobody") == []
+
+
+async def test_inbox_entry_without_sender_or_body_stores_empty_text(store: SqlStore) -> None:
+    await store.write_inbox(inbox_message(sender_name=None, inbox_body=None))
+
+    (entry,) = await store.inbox("guardian-9")
+    assert (entry["sender_name"], entry["body"]) == ("", "")
+
+
+# -- sandbox outbox ------------------------------------------------------------------------
+
+
+async def test_sandbox_send_of_the_same_delivery_keeps_one_entry(store: SqlStore) -> None:
+    first = await store.record_sandbox_send(sms_message())
+    second = await store.record_sandbox_send(sms_message())
+
+    assert first == second
+    assert [entry["id"] for entry in await store.sandbox_outbox()] == [first]
+
+
+async def test_sandbox_outbox_lists_email_and_sms_sends(store: SqlStore) -> None:
+    email_id = await store.record_sandbox_send(email_message())
+    sms_id = await store.record_sandbox_send(sms_message())
+
+    email, sms = await store.sandbox_outbox()
+
+    assert email["id"] == email_id
+    assert email["delivery_id"] == "dlv-email-1"
+    assert email["channel"] == "email"
+    assert email["to_address"] == "dennis.park@example.org"
+    assert email["from_address"] == "no-reply@springfield.example"
+    assert email["subject"] == "Nuevo mensaje de Ms. Rivera"
+    assert email["body"] == "Los formularios vencen el viernes."
+    assert email["html"] == "<p>Los formularios vencen el viernes.</p>"
+    assert email["language"] == "es"
+    assert_aware_utc(email["created_at"])
+
+    assert sms["id"] == sms_id
+    assert sms["channel"] == "sms"
+    assert sms["to_address"] == "+15555550123"
+    assert sms["from_address"] == "MG00000000000000000000000000000000"
+    assert sms["subject"] is None
+    assert sms["body"] == "Para Dennis: Los formularios vencen el viernes."
+    assert sms["html"] is None
+
+
+async def test_sandbox_refuses_a_message_with_neither_sms_nor_email(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="SMS and email only"):
+        await store.record_sandbox_send(inbox_message())
+
+    assert await store.sandbox_outbox() == []
+
+
+# -- time ----------------------------------------------------------------------------------
+
+
+async def test_timestamps_come_back_as_aware_utc(store: SqlStore) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    updated_at = datetime(2026, 11, 20, 19, 0, 0, 123456, tzinfo=tokyo)
+    await store.upsert_recipient(recipient(updated_at=updated_at))
+    record = delivery()
+    await store.claim_delivery(record)
+    await store.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=updated_at))
+
+    stored = (await store.recipients(["guardian-9"]))["guardian-9"]
+    (ledger,) = await store.deliveries_of_message("msg-1042")
+
+    assert stored.updated_at == updated_at
+    assert stored.updated_at.tzinfo is not None
+    assert stored.updated_at.utcoffset() == timedelta(0)
+    assert stored.updated_at.hour == 10
+    assert stored.updated_at.microsecond == 123456
+    assert ledger.updated_at == updated_at
+    assert_aware_utc(ledger.updated_at)
+    assert_aware_utc(ledger.created_at)
+
+
+async def test_naive_recipient_updated_at_is_refused(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        await store.upsert_recipient(recipient(updated_at=datetime(2026, 11, 20, 10, 0)))
+
+    assert await store.recipients(["guardian-9"]) == {}
+
+
+async def test_naive_event_time_is_refused(store: SqlStore) -> None:
+    record = delivery()
+    await store.claim_delivery(record)
+    naive = datetime(2026, 11, 28, 15, 0)
+
+    with pytest.raises(ValueError, match="naive datetime"):
+        await store.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=naive))
+
+    (stored,) = await store.deliveries_of_message("msg-1042")
+    assert stored.status is DeliveryStatus.QUEUED
