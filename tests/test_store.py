@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import StatementError
 
 from notifier.adapters import tables as t
 from notifier.adapters.migrations import migrate
@@ -752,7 +753,8 @@ async def test_timestamps_come_back_as_aware_utc(store: SqlStore) -> None:
 
 
 async def test_naive_recipient_updated_at_is_refused(store: SqlStore) -> None:
-    with pytest.raises(ValueError, match="naive datetime"):
+    # SQLAlchemy wraps the type's ValueError; the write is refused all the same.
+    with pytest.raises(StatementError, match="naive datetime"):
         await store.upsert_recipient(recipient(updated_at=datetime(2026, 11, 20, 10, 0)))
 
     assert await store.recipients(["guardian-9"]) == {}
@@ -763,7 +765,8 @@ async def test_naive_event_time_is_refused(store: SqlStore) -> None:
     await store.claim_delivery(record)
     naive = datetime(2026, 11, 28, 15, 0)
 
-    with pytest.raises(ValueError, match="naive datetime"):
+    # SQLAlchemy wraps the type's ValueError; the write is refused all the same.
+    with pytest.raises(StatementError, match="naive datetime"):
         await store.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=naive))
 
     (stored,) = await store.deliveries_of_message("msg-1042")

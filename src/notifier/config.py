@@ -137,9 +137,10 @@ class _YamlWithoutSecrets(YamlConfigSettingsSource):
         values = super().__call__()
         for section, name in SECRET_FIELDS:
             if isinstance(values.get(section), dict) and name in values[section]:
+                variable = f"NOTIFIER_{section}_{name}".upper()
                 raise ValueError(
-                    f"{section}.{name} is a secret: set NOTIFIER_{section}_{name}".upper()
-                    + " in the environment or the secrets directory, not in the YAML file"
+                    f"{section}.{name} is a secret: set {variable} in the environment or the "
+                    "secrets directory, not in the YAML file"
                 )
         return values
 

@@ -40,34 +40,22 @@ from notifier.wire import DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[Any], Coroutine[Any, Any, None]]
-BatchHandlerDecorator = Callable[[BatchHandler], object]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 RETRY_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def register_subscribers(container: Container) -> None:
-    """Attach notifier's subscribers to the container's broker (before it starts)."""
+    """Attach notifier's subscriber to the container's broker (before it starts).
+
+    One consumer reads all three input topics. Three consumers in the one ``notifier`` group
+    would rebalance the group each time one of them joins or leaves, stalling the others
+    for a heartbeat or two at every start, deploy and scale-out.
+    """
     settings = container.settings.kafka
     broker = container.broker
-
-    def subscribe(topic: str, title: str, description: str) -> BatchHandlerDecorator:
-        return broker.subscriber(
-            topic,
-            title=title,
-            description=description,
-            group_id=settings.group_id,
-            batch=True,
-            max_records=settings.batch_max_records,
-            batch_timeout_ms=settings.batch_timeout_ms,
-            auto_offset_reset=settings.auto_offset_reset,
-            ack_policy=AckPolicy.MANUAL,
-            # Only the raw records are used; skip FastStream's own decoding of each body.
-            decoder=_no_decoding,
-        )
-
     dead_letters = DeadLetters(broker, settings.dead_letter_topic)
+    directory_topics = {settings.recipients_topic, settings.districts_topic}
 
     async def deliver_one(record: ConsumerRecord[Any, Any]) -> None:
         try:
@@ -80,76 +68,68 @@ def register_subscribers(container: Container) -> None:
         outcome = "duplicate" if report.repeated == len(report.outcomes) else "processed"
         container.metrics.request_processed(outcome)
 
-    async def apply_recipient_event(record: ConsumerRecord[Any, Any]) -> None:
-        if record.value is None:  # tombstone: the person left the directory
-            removed = await remove_recipient(_key(record), container.store)
-            container.metrics.directory_event("recipient", "deleted" if removed else "ignored")
+    async def apply_directory_event(record: ConsumerRecord[Any, Any]) -> None:
+        kind = "recipient" if record.topic == settings.recipients_topic else "district"
+        if record.value is None:  # a tombstone: the key left the directory
+            remove = remove_recipient if kind == "recipient" else remove_district
+            removed = await remove(_key(record), container.store)
+            container.metrics.directory_event(kind, "deleted" if removed else "ignored")
             return
         try:
-            recipient = _parse(RecipientWire, record).to_domain()
+            if kind == "recipient":
+                applied = await apply_recipient(
+                    _parse(RecipientWire, record).to_domain(), container.store
+                )
+            else:
+                await apply_district(_parse(DistrictWire, record).to_domain(), container.store)
+                applied = True
         except RequestRejected as rejected:
             await dead_letters.send(record, rejected)
-            container.metrics.directory_event("recipient", "dead_lettered")
+            container.metrics.directory_event(kind, "dead_lettered")
             return
-        applied = await apply_recipient(recipient, container.store)
-        container.metrics.directory_event("recipient", "applied" if applied else "stale")
+        container.metrics.directory_event(kind, "applied" if applied else "stale")
 
-    async def apply_district_event(record: ConsumerRecord[Any, Any]) -> None:
-        if record.value is None:
-            removed = await remove_district(_key(record), container.store)
-            container.metrics.directory_event("district", "deleted" if removed else "ignored")
-            return
-        try:
-            district = _parse(DistrictWire, record).to_domain()
-        except RequestRejected as rejected:
-            await dead_letters.send(record, rejected)
-            container.metrics.directory_event("district", "dead_lettered")
-            return
-        await apply_district(district, container.store)
-        container.metrics.directory_event("district", "applied")
+    async def process(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        # Directory events first and in order (the same key's events must not overtake each
+        # other), so requests in the same batch see the profiles that came before them.
+        for record in records:
+            if record.topic in directory_topics:
+                await apply_directory_event(record)
+        async with asyncio.TaskGroup() as group:
+            for record in records:
+                if record.topic not in directory_topics:
+                    group.create_task(deliver_one(record))
 
-    @subscribe(
+    @broker.subscriber(
         settings.send_requests_topic,
-        "send-requests",
-        "send-request/1: one conversation message to notify its recipients of.",
-    )
-    async def on_send_requests(message: KafkaMessage) -> None:
-        await _process_batch(message, deliver_one, concurrently=True)
-
-    # Directory events apply in order: the same key's events must not overtake each other.
-    @subscribe(
         settings.recipients_topic,
-        "directory-recipients",
-        "recipient/1 profiles (compacted; a null value deletes).",
-    )
-    async def on_recipients(message: KafkaMessage) -> None:
-        await _process_batch(message, apply_recipient_event, concurrently=False)
-
-    @subscribe(
         settings.districts_topic,
-        "directory-districts",
-        "district/1 notification settings (compacted).",
+        title="notifier",
+        description=(
+            "send-request/1 on the send-requests topic; recipient/1 and district/1 "
+            "(compacted, a null value deletes) on the directory topics."
+        ),
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        auto_offset_reset=settings.auto_offset_reset,
+        ack_policy=AckPolicy.MANUAL,
+        # Only the raw records are used; skip FastStream's own decoding of each body.
+        decoder=_no_decoding,
     )
-    async def on_districts(message: KafkaMessage) -> None:
-        await _process_batch(message, apply_district_event, concurrently=False)
+    async def on_batch(message: KafkaMessage) -> None:
+        await _process_batch(message, process)
 
 
 async def _process_batch(
-    message: Any,
-    process: Callable[[ConsumerRecord[Any, Any]], Coroutine[Any, Any, None]],
-    *,
-    concurrently: bool,
+    message: KafkaMessage,
+    process: Callable[[Sequence[ConsumerRecord[Any, Any]]], Coroutine[Any, Any, None]],
 ) -> None:
     records: Sequence[ConsumerRecord[Any, Any]] = message.raw_message
     for attempt, backoff in enumerate((*RETRY_BACKOFF_SECONDS, None)):
         try:
-            if concurrently:
-                async with asyncio.TaskGroup() as group:
-                    for record in records:
-                        group.create_task(process(record))
-            else:
-                for record in records:
-                    await process(record)
+            await process(records)
         except Exception:
             if backoff is None:
                 break
