@@ -14,6 +14,7 @@ help:
 	@echo "make test      lint, type and layer checks, then the whole test suite"
 	@echo "make run       run the service (consumer + HTTP) on the embedded defaults"
 	@echo "make stop      stop the local Kafka broker and PostgreSQL server"
+	@echo "make docs      regenerate docs/asyncapi.yaml and docs/openapi.json from the code"
 	@echo "make catalogs  extract message ids and update the .po files (Babel)"
 
 $(STAMP): pyproject.toml
@@ -58,6 +59,9 @@ check: lint typecheck layers
 
 test: $(STAMP) services check
 	NOTIFIER_TEST_POSTGRES_URL="$$(scripts/postgres-local url)" $(BIN)/pytest
+
+docs: $(STAMP)
+	$(BIN)/notifier docs --output docs
 
 catalogs: $(STAMP)
 	$(BIN)/pybabel extract --no-location --sort-output -k gettext -o src/notifier/locale/notifier.pot src/notifier

@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pydantic import SecretStr
 
 from notifier.bootstrap import Container, open_container
@@ -441,3 +443,61 @@ async def test_an_older_directory_event_does_not_overwrite_a_newer_one(pipeline:
 
     await pipeline.final_events("msg-newest-profile", count=2)
     assert [r.form["To"] for r in pipeline.twilio.received] == ["+15555550199"]
+
+
+async def test_the_service_creates_the_contract_topics_with_compacted_directory_topics(
+    pipeline: Pipeline,
+) -> None:
+    kafka = pipeline.settings.kafka
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [
+            kafka.send_requests_topic,
+            kafka.recipients_topic,
+            kafka.districts_topic,
+            kafka.delivery_events_topic,
+            kafka.dead_letter_topic,
+        ]
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})
+                for name in names
+            ]
+        )
+        policies = {
+            resource[3]: dict((entry[0], entry[1]) for entry in resource[4])["cleanup.policy"]
+            for response in responses
+            for resource in response.resources
+        }
+        described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+
+    assert policies == {
+        kafka.send_requests_topic: "delete",
+        kafka.recipients_topic: "compact",
+        kafka.districts_topic: "compact",
+        kafka.delivery_events_topic: "delete",
+        kafka.dead_letter_topic: "delete",
+    }
+    assert described[kafka.send_requests_topic] == kafka.partitions
+    assert described[kafka.recipients_topic] == kafka.partitions
+
+
+async def test_a_number_twilio_rejects_ends_in_a_failed_event_with_its_reason(
+    pipeline: Pipeline,
+) -> None:
+    invalid = recipient("guardian-invalid", "Ivy", "guardian", phone="+15005550001")
+    await pipeline.load_directory([invalid])
+    await pipeline.send(send_request("msg-invalid-number", ["guardian-invalid"]))
+
+    final = _by_recipient(await pipeline.final_events("msg-invalid-number", count=2))
+
+    sms = final[("guardian-invalid", "sms")]
+    assert (sms["status"], sms["reason"], sms["provider"]) == (
+        "failed",
+        "invalid_address",
+        "twilio",
+    )
+    assert final[("guardian-invalid", "app")]["status"] == "sent", "the inbox copy still arrives"

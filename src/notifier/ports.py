@@ -126,6 +126,10 @@ class Store(Protocol):
         self, keys: Iterable[tuple[Channel, str]]
     ) -> Mapping[tuple[Channel, str], ContactPoint]: ...
 
+    async def set_contact_point(self, point: ContactPoint) -> None:
+        """Record an address's status (failing with a reason, opted out, active again)."""
+        ...
+
     async def upsert_recipient(self, recipient: Recipient) -> bool:
         """Store the profile unless a newer one is stored; True when it was applied."""
         ...

@@ -119,6 +119,23 @@ class SqlStore:
                 points[(point.channel, point.address)] = point
             return points
 
+    async def set_contact_point(self, point: ContactPoint) -> None:
+        values = {
+            "channel": point.channel.value,
+            "address": point.address,
+            "status": point.status.value,
+            "reason": point.reason.value if point.reason else None,
+            "since": point.since,
+            "updated_at": self._clock.now(),
+        }
+        insert = self._insert(t.contact_points).values(values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.contact_points.c.channel, t.contact_points.c.address],
+            set_={k: insert.excluded[k] for k in ("status", "reason", "since", "updated_at")},
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
     async def upsert_recipient(self, recipient: Recipient) -> bool:
         values = {
             "id": recipient.id,

@@ -26,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("config", help="print the effective configuration, secrets redacted")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("topics", help="create the contract's Kafka topics if missing")
+    docs = commands.add_parser("docs", help="write the AsyncAPI and OpenAPI documents")
+    docs.add_argument("--output", default="docs", help="directory to write them to")
     demo = commands.add_parser("demo", help="load a demo directory, send messages, show results")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for results")
 
@@ -44,6 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "topics":
         asyncio.run(_topics(settings))
+        return 0
+    if args.command == "docs":
+        from pathlib import Path
+
+        from notifier.entrypoints.docs import documented_settings, write_documents
+
+        for path in write_documents(documented_settings(), Path(args.output)):
+            print(f"wrote {path}")
         return 0
     if args.command == "demo":
         from notifier.entrypoints.demo import run_demo

@@ -28,6 +28,7 @@ from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, ValidationError
 
 from notifier.bootstrap import Container
+from notifier.config import KafkaSettings
 from notifier.domain.errors import RejectionCode, RequestRejected
 from notifier.handlers import (
     apply_district,
@@ -40,6 +41,7 @@ from notifier.wire import DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
 
+SubscriberDecorator = Callable[[Callable[[KafkaMessage], Coroutine[Any, Any, None]]], object]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 RETRY_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -100,7 +102,14 @@ def register_subscribers(container: Container) -> None:
                 if record.topic not in directory_topics:
                     group.create_task(deliver_one(record))
 
-    @broker.subscriber(
+    @input_subscriber(broker, settings)
+    async def on_batch(message: KafkaMessage) -> None:
+        await _process_batch(message, process)
+
+
+def input_subscriber(broker: KafkaBroker, settings: KafkaSettings) -> SubscriberDecorator:
+    """The one batch subscriber on the three input topics (see register_subscribers)."""
+    return broker.subscriber(
         settings.send_requests_topic,
         settings.recipients_topic,
         settings.districts_topic,
@@ -118,8 +127,6 @@ def register_subscribers(container: Container) -> None:
         # Only the raw records are used; skip FastStream's own decoding of each body.
         decoder=_no_decoding,
     )
-    async def on_batch(message: KafkaMessage) -> None:
-        await _process_batch(message, process)
 
 
 async def _process_batch(

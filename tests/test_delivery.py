@@ -1,0 +1,314 @@
+"""The deliver-a-request use case against the real store (SQLite and PostgreSQL), with
+in-memory fakes for the providers and the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import pytest
+
+from notifier.adapters.catalogs import GettextCatalogs
+from notifier.adapters.store import SqlStore
+from notifier.domain.identity import delivery_id_for
+from notifier.domain.model import (
+    Channel,
+    ContactPoint,
+    ContactStatus,
+    DeliveryStatus,
+    District,
+    Reason,
+    Recipient,
+    RequestKind,
+    Role,
+    Route,
+    Sender,
+    SendRequest,
+)
+from notifier.handlers import DeliveryDependencies, RetryPolicy, deliver_request
+from notifier.metrics import PrometheusMetrics
+from notifier.ports import DeliveryRecord, PermanentProviderError, TransientProviderError
+from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock
+
+CREATED = datetime(2026, 11, 28, 15, 0, 0, tzinfo=UTC)
+SPRINGFIELD = District(
+    id="d-springfield",
+    name="Springfield Public Schools",
+    default_channel=Channel.EMAIL,
+    role_channels={Role.GUARDIAN: Channel.SMS},
+    default_language="en",
+    languages=("en", "es"),
+    sms_label=True,
+    max_recipients=15,
+    timezone="America/Chicago",
+    sms_sender="+15555550100",
+    email_from_address="no-reply@springfield.example",
+    email_from_name="Springfield Schools",
+)
+
+
+def person(recipient_id: str, role: Role = Role.GUARDIAN, **fields: object) -> Recipient:
+    base = Recipient(
+        id=recipient_id,
+        district_id="d-springfield",
+        display_name="Dennis Park",
+        first_name="Dennis",
+        role=role,
+        language="en",
+        preferred_channel=None,
+        phone=None,
+        email=None,
+        app=True,
+        updated_at=datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def request(*recipient_ids: str, message_id: str = "msg-1") -> SendRequest:
+    return SendRequest(
+        request_id="req-1",
+        message_id=message_id,
+        conversation_id="conv-77",
+        district_id="d-springfield",
+        kind=RequestKind.CONVERSATION_MESSAGE,
+        sender=Sender("staff-rivera", "Ms. Rivera", "staff"),
+        body="Field trip forms are due Friday.",
+        language="en",
+        translations={"es": "Los formularios de la excursión vencen el viernes."},
+        attachments=(),
+        recipient_ids=recipient_ids,
+        created_at=CREATED,
+    )
+
+
+@dataclass
+class World:
+    store: SqlStore
+    sms: ScriptedSender
+    email: ScriptedSender
+    inbox: ScriptedSender
+    events: RecordingEvents
+    metrics: PrometheusMetrics
+    deps: DeliveryDependencies
+
+    def statuses(self) -> dict[tuple[str, Channel], DeliveryStatus]:
+        latest = {}
+        for event in self.events.published:
+            latest[(event.recipient_id, event.channel)] = event.status
+        return latest
+
+
+@pytest.fixture
+async def world(store: SqlStore) -> World:
+    await store.upsert_district(SPRINGFIELD)
+    sms, email, inbox = (
+        ScriptedSender("sms-fake"),
+        ScriptedSender("email-fake"),
+        ScriptedSender("inbox-fake"),
+    )
+    events, metrics = RecordingEvents(), PrometheusMetrics()
+    deps = DeliveryDependencies(
+        store=store,
+        senders={Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: inbox},
+        events=events,
+        catalogs=GettextCatalogs(),
+        clock=SteppingClock(),
+        metrics=metrics,
+        retry=RetryPolicy(
+            attempts=3, max_seconds=5, first_wait_seconds=0.001, longest_wait_seconds=0.01
+        ),
+        in_flight=asyncio.Semaphore(8),
+    )
+    return World(store, sms, email, inbox, events, metrics, deps)
+
+
+async def test_failing_email_sends_by_sms_with_fallback_from(world: World) -> None:
+    await world.store.upsert_recipient(
+        person("staff-4", Role.STAFF, phone="+15555550177", email="wei@school.example")
+    )
+    await world.store.set_contact_point(
+        ContactPoint(
+            Channel.EMAIL, "wei@school.example", ContactStatus.FAILING, Reason.MAILBOX_FULL, CREATED
+        )
+    )
+
+    report = await deliver_request(request("staff-4"), world.deps)
+
+    [sms] = [e for e in report.outcomes if e.channel is Channel.SMS]
+    assert (sms.status, sms.route, sms.fallback_from) == (
+        DeliveryStatus.SENT,
+        Route.CONTACT_POINT_FAILING,
+        Channel.EMAIL,
+    )
+    assert world.email.sent == []
+    assert [m.to for m in world.sms.sent] == ["+15555550177"]
+
+
+async def test_opted_out_phone_without_email_is_suppressed_and_nothing_is_texted(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.set_contact_point(
+        ContactPoint(
+            Channel.SMS, "+15555550123", ContactStatus.OPTED_OUT, Reason.OPTED_OUT, CREATED
+        )
+    )
+
+    await deliver_request(request("guardian-9"), world.deps)
+
+    [suppressed] = [e for e in world.events.published if e.channel is Channel.SMS]
+    assert (suppressed.status, suppressed.reason) == (DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT)
+    assert world.sms.sent == []
+    assert world.statuses()[("guardian-9", Channel.APP)] is DeliveryStatus.SENT
+
+
+async def test_invalid_number_fails_the_sms_with_its_reason(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15005550001"))
+    world.sms.script.append(
+        PermanentProviderError(
+            "sms-fake", "not a valid phone number", reason=Reason.INVALID_ADDRESS
+        )
+    )
+
+    report = await deliver_request(request("guardian-9"), world.deps)
+
+    [failed] = [e for e in report.outcomes if e.channel is Channel.SMS]
+    assert (failed.status, failed.reason) == (DeliveryStatus.FAILED, Reason.INVALID_ADDRESS)
+    assert len(world.sms.sent) == 1, "a permanent error is not retried"
+    stored = {r.channel: r for r in await world.store.deliveries_of_message("msg-1")}
+    assert stored[Channel.SMS].status is DeliveryStatus.FAILED
+
+
+async def test_transient_provider_errors_are_retried_until_accepted(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    world.sms.script.extend(
+        [
+            TransientProviderError("sms-fake", "HTTP 503"),
+            TransientProviderError("sms-fake", "HTTP 429", retry_after=0.01),
+        ]
+    )
+
+    report = await deliver_request(request("guardian-9"), world.deps)
+
+    [sent] = [e for e in report.outcomes if e.channel is Channel.SMS]
+    assert sent.status is DeliveryStatus.SENT
+    assert sent.provider_message_id == "sms-fake-3"
+    assert len(world.sms.sent) == 3
+
+
+async def test_a_provider_that_keeps_failing_ends_in_failed_provider_error(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    world.sms.script.extend(TransientProviderError("sms-fake", "HTTP 500") for _ in range(5))
+
+    report = await deliver_request(request("guardian-9"), world.deps)
+
+    [failed] = [e for e in report.outcomes if e.channel is Channel.SMS]
+    assert (failed.status, failed.reason) == (DeliveryStatus.FAILED, Reason.PROVIDER_ERROR)
+    assert len(world.sms.sent) == 3, "bounded by the retry policy's attempts"
+
+
+async def test_two_copies_of_a_request_at_once_text_the_person_once(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    world.sms.delay_seconds = 0.05  # both copies are in flight together
+
+    first, second = await asyncio.gather(
+        deliver_request(request("guardian-9"), world.deps),
+        deliver_request(request("guardian-9"), world.deps),
+    )
+
+    assert len(world.sms.sent) == 1
+    assert len(world.inbox.sent) == 1
+    assert {first.repeated, second.repeated} == {0, 2}
+
+
+async def test_a_delivery_left_queued_by_a_dead_attempt_is_sent_again(world: World) -> None:
+    # The documented rule: an attempt that died mid-send has an unknown outcome; a possible
+    # duplicate is preferred to a lost notice.
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.claim_delivery(
+        DeliveryRecord(
+            delivery_id=delivery_id_for("msg-1", "guardian-9", Channel.SMS),
+            request_id="req-1",
+            message_id="msg-1",
+            conversation_id="conv-77",
+            recipient_id="guardian-9",
+            channel=Channel.SMS,
+            address="+15555550123",
+            status=DeliveryStatus.QUEUED,
+            reason=None,
+            route=Route.ROLE_DEFAULT,
+            fallback_from=None,
+            language="en",
+        )
+    )
+
+    await deliver_request(request("guardian-9"), world.deps)
+
+    assert len(world.sms.sent) == 1
+    assert world.statuses()[("guardian-9", Channel.SMS)] is DeliveryStatus.SENT
+
+
+async def test_a_finished_request_redelivered_sends_nothing_and_republishes_the_same_events(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await deliver_request(request("guardian-9"), world.deps)
+    first = {
+        (e.event_id, e.status)
+        for e in world.events.published
+        if e.status is not DeliveryStatus.QUEUED
+    }
+
+    report = await deliver_request(request("guardian-9"), world.deps)
+
+    assert len(world.sms.sent) == 1
+    assert report.repeated == 2
+    assert {(e.event_id, e.status) for e in report.outcomes} == first
+
+
+async def test_someone_not_in_the_directory_is_skipped_as_unknown(world: World) -> None:
+    report = await deliver_request(request("guardian-missing"), world.deps)
+
+    [skipped] = report.outcomes
+    assert (skipped.status, skipped.reason) == (DeliveryStatus.SKIPPED, Reason.UNKNOWN_RECIPIENT)
+
+
+async def test_the_sender_listed_among_recipients_is_not_told(world: World) -> None:
+    await world.store.upsert_recipient(
+        person("staff-rivera", Role.STAFF, email="rivera@school.example")
+    )
+    report = await deliver_request(request("staff-rivera"), world.deps)
+    assert report.outcomes == ()
+    assert world.email.sent == []
+
+
+async def test_spanish_speaker_gets_the_translation_with_a_spanish_label(world: World) -> None:
+    await world.store.upsert_recipient(
+        person("guardian-lucia", first_name="Lucía", language="es", phone="+15555550188")
+    )
+
+    await deliver_request(request("guardian-lucia"), world.deps)
+
+    [sms] = world.sms.sent
+    assert sms.sms is not None
+    assert (
+        sms.sms.body == "Para Lucía: Ms. Rivera: Los formularios de la excursión vencen el viernes."
+    )
+    [inbox] = world.inbox.sent
+    assert inbox.inbox_body == "Los formularios de la excursión vencen el viernes."
+
+
+async def test_delivery_latency_is_measured_from_request_creation(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await deliver_request(request("guardian-9"), world.deps)
+
+    count = world.metrics.registry.get_sample_value(
+        "notifier_delivery_latency_seconds_count", {"channel": "sms"}
+    )
+    total = world.metrics.registry.get_sample_value(
+        "notifier_delivery_latency_seconds_sum", {"channel": "sms"}
+    )
+    assert count == 1
+    assert total is not None
+    assert 1.0 <= total < 2.0, "the stepping clock starts one second after created_at"
