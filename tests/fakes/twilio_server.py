@@ -15,25 +15,22 @@ permission (21408), +15005550004 blocked / opted out (21610), +15005550009 not a
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
-import json
 import math
 import re
 import secrets
-import signal
-import socket
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
 from typing import Any
-from urllib.parse import parse_qs
+
+from tests.fakes.http_server import (
+    FakeJsonApi,
+    ReceivedRequest,
+    Reply,
+    serve_until_signalled,
+    server_arguments,
+)
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
@@ -65,21 +62,6 @@ MAGIC_NUMBERS: dict[str, tuple[int, str]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    """Header names lower-cased."""
-    form: dict[str, str]
-    """The form-encoded body (last value of each field)."""
-    client_address: tuple[str, int]
-    """The peer (host, port): one port per TCP connection, so reuse shows keep-alive."""
-    received_at: datetime
-    received_monotonic: float
-    """time.monotonic() on arrival, to measure latency against the same clock in-process."""
-
-
-@dataclass(frozen=True, slots=True)
 class ScriptedFailure:
     status: int
     code: int
@@ -87,18 +69,10 @@ class ScriptedFailure:
     retry_after: float | None = None
 
 
-@dataclass(slots=True)
-class _State:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    received: list[ReceivedRequest] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    failures: deque[ScriptedFailure] = field(default_factory=deque)
-    delay_seconds: float = 0.0
+class FakeTwilio(FakeJsonApi[ScriptedFailure]):
+    """Twilio's Messages API, as described above."""
 
-
-class FakeTwilio:
-    """A real HTTP/1.1 server on 127.0.0.1 (ephemeral port unless given) in a background
-    thread; a context manager. Thread-safe: tests read it while handlers write."""
+    content_type = "application/json; charset=utf-8"
 
     def __init__(
         self,
@@ -109,40 +83,22 @@ class FakeTwilio:
         port: int = 0,
         delay_seconds: float = 0.0,
     ) -> None:
+        super().__init__(
+            name="fake-twilio",
+            host=host,
+            port=port,
+            delay_seconds=delay_seconds,
+            unavailable=ScriptedFailure(status=503, code=20503, message="Service Unavailable"),
+        )
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self._host = host
-        self._state = _State(delay_seconds=delay_seconds)
-        self._stopping = threading.Event()
-        self._server = _Server((host, port), _Handler, fake=self)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self._host}:{self._server.server_port}"
-
-    @property
-    def received(self) -> list[ReceivedRequest]:
-        """Every request so far, oldest first (a copy)."""
-        with self._state.lock:
-            return list(self._state.received)
+        self._messages: list[dict[str, Any]] = []
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         """The Message resources returned with 201, oldest first (a copy)."""
-        with self._state.lock:
-            return list(self._state.messages)
-
-    @property
-    def delay_seconds(self) -> float:
-        with self._state.lock:
-            return self._state.delay_seconds
-
-    @delay_seconds.setter
-    def delay_seconds(self, value: float) -> None:
-        """Hold every response this long after the request arrives (0 for none)."""
-        with self._state.lock:
-            self._state.delay_seconds = value
+        with self._lock:
+            return list(self._messages)
 
     def fail_next(
         self,
@@ -162,57 +118,17 @@ class FakeTwilio:
             message=message or default_message,
             retry_after=retry_after,
         )
-        with self._state.lock:
-            self._state.failures.extend([failure] * count)
-
-    def start(self) -> FakeTwilio:
-        # serve_forever notices shutdown() only between polls; 0.5 s (the default) per
-        # stop adds up across a test suite.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-twilio",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-        self._server.close_connections()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._fail_next(failure, count)
 
     # Called from handler threads.
 
-    def _record(self, request: ReceivedRequest) -> tuple[ScriptedFailure | None, float]:
-        with self._state.lock:
-            self._state.received.append(request)
-            failure = self._state.failures.popleft() if self._state.failures else None
-            return failure, self._state.delay_seconds
+    def _failure_reply(self, failure: ScriptedFailure) -> Reply:
+        headers: dict[str, str] = {}
+        if failure.retry_after is not None:
+            headers["Retry-After"] = f"{failure.retry_after:g}"
+        return failure.status, headers, _error(failure.status, failure.code, failure.message)
 
-    def _handle(self, request: ReceivedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
-        failure, delay = self._record(request)
-        if delay > 0 and self._stopping.wait(delay):
-            return 503, {}, _error(503, 20503, "Service Unavailable")
-        if failure is not None:
-            headers: dict[str, str] = {}
-            if failure.retry_after is not None:
-                headers["Retry-After"] = f"{failure.retry_after:g}"
-            return failure.status, headers, _error(failure.status, failure.code, failure.message)
+    def _handle(self, request: ReceivedRequest) -> Reply:
         if not self._authorized(request.headers.get("authorization", "")):
             return (
                 401,
@@ -244,7 +160,7 @@ class FakeTwilio:
             return False
         return decoded == f"{self.account_sid}:{self.auth_token}"
 
-    def _create_message(self, form: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    def _create_message(self, form: dict[str, str]) -> Reply:
         to = form.get("To", "")
         sender = form.get("From", "")
         service = form.get("MessagingServiceSid", "")
@@ -288,8 +204,8 @@ class FakeTwilio:
             "to": to,
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
-        with self._state.lock:
-            self._state.messages.append(resource)
+        with self._lock:
+            self._messages.append(resource)
         return 201, {}, resource
 
 
@@ -321,114 +237,20 @@ def sms_segments(body: str) -> int:
     return 1 if units <= 70 else math.ceil(units / 67)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        *,
-        fake: FakeTwilio,
-    ) -> None:
-        self.fake = fake
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def track(self, connection: socket.socket, *, open_: bool) -> None:
-        with self._connections_lock:
-            if open_:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so they end."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, open_=True)
-
-    def finish(self) -> None:
-        self.server.track(self.connection, open_=False)
-        super().finish()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        form = {
-            name: values[-1]
-            for name, values in parse_qs(raw.decode("utf-8"), keep_blank_values=True).items()
-        }
-        request = ReceivedRequest(
-            method=self.command,
-            path=self.path,
-            headers={name.lower(): value for name, value in self.headers.items()},
-            form=form,
-            client_address=(str(self.client_address[0]), int(self.client_address[1])),
-            received_at=datetime.now(UTC),
-            received_monotonic=time.monotonic(),
-        )
-        status, headers, payload = self.server.fake._handle(request)
-        body = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            # The client gave up (a timeout test) or the server is stopping.
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run a fake Twilio Messages API until killed.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = server_arguments("Run a fake Twilio Messages API until killed.")
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each response")
     args = parser.parse_args(argv)
-
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    with FakeTwilio(
-        account_sid=args.account_sid,
-        auth_token=args.auth_token,
-        host=args.host,
-        port=args.port,
-        delay_seconds=args.delay,
-    ) as fake:
-        print(fake.base_url, flush=True)
-        stop.wait()
+    serve_until_signalled(
+        FakeTwilio(
+            account_sid=args.account_sid,
+            auth_token=args.auth_token,
+            host=args.host,
+            port=args.port,
+            delay_seconds=args.delay,
+        )
+    )
 
 
 if __name__ == "__main__":

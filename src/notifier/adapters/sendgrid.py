@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -33,13 +29,13 @@ from sendgrid.helpers.mail import (
 )
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
+from notifier.adapters.provider_http import retry_after_seconds, transport_error
 from notifier.domain.model import OutboundMessage, Reason
 from notifier.ports import (
     PermanentProviderError,
     ProviderError,
     ProviderReceipt,
     TransientProviderError,
-    UnknownOutcomeError,
 )
 
 PROVIDER = "sendgrid"
@@ -53,23 +49,6 @@ FIELD_REASONS: tuple[tuple[re.Pattern[str], Reason], ...] = (
 )
 """First matching pattern over the ``field`` of each error in a 400 body wins. Any other
 4xx (400, 401 bad key, 403 no permission, 413 too large, ...) is Reason.PROVIDER_ERROR."""
-
-TRANSPORT_OUTCOMES: Mapping[type[httpx.TransportError], type[ProviderError]] = MappingProxyType(
-    {
-        # The request never left: safe to retry.
-        httpx.ConnectError: TransientProviderError,
-        httpx.ConnectTimeout: TransientProviderError,
-        httpx.PoolTimeout: TransientProviderError,
-        # The request may have reached SendGrid: a retry could send the email twice.
-        httpx.WriteTimeout: UnknownOutcomeError,
-        httpx.WriteError: UnknownOutcomeError,
-        httpx.ReadTimeout: UnknownOutcomeError,
-        httpx.ReadError: UnknownOutcomeError,
-        httpx.RemoteProtocolError: UnknownOutcomeError,
-    }
-)
-"""Looked up along the exception's MRO; a transport error not listed here is treated as an
-unknown outcome, because nothing proves the request was not sent."""
 
 
 class SendGridEmail:
@@ -104,7 +83,7 @@ class SendGridEmail:
                 self._url, json=body, headers=self._headers, timeout=self._timeout
             )
         except httpx.TransportError as error:
-            raise _transport_error(error) from error
+            raise transport_error(PROVIDER, error) from error
         if response.is_success:
             return ProviderReceipt(
                 provider=PROVIDER, provider_message_id=response.headers.get("x-message-id")
@@ -201,31 +180,12 @@ def _errors(response: httpx.Response) -> list[dict[str, str]]:
     ]
 
 
-def _transport_error(error: httpx.TransportError) -> ProviderError:
-    outcome = next(
-        (TRANSPORT_OUTCOMES[kind] for kind in type(error).__mro__ if kind in TRANSPORT_OUTCOMES),
-        UnknownOutcomeError,
-    )
-    return outcome(PROVIDER, f"{type(error).__name__}: {error}")
-
-
 def _retry_after(headers: httpx.Headers) -> float | None:
     """Seconds until SendGrid takes requests again: Retry-After (delta-seconds or HTTP-date)
     when present, else X-RateLimit-Reset, which SendGrid sends as epoch seconds."""
-    retry_after = headers.get("retry-after")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(retry_after)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    retry_after = retry_after_seconds(headers.get("retry-after"))
+    if retry_after is not None:
+        return retry_after
     reset = headers.get("x-ratelimit-reset")
     if reset:
         try:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -38,13 +36,13 @@ from twilio.http import AsyncHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
+from notifier.adapters.provider_http import retry_after_seconds, transport_error
 from notifier.domain.model import OutboundMessage, Reason
 from notifier.ports import (
     PermanentProviderError,
     ProviderError,
     ProviderReceipt,
     TransientProviderError,
-    UnknownOutcomeError,
 )
 
 PROVIDER = "twilio"
@@ -68,23 +66,6 @@ TWILIO_ERROR_REASONS: Mapping[int, Reason] = MappingProxyType(
 )
 """Twilio error codes that say something about the recipient. Any other 4xx is a
 PermanentProviderError with Reason.PROVIDER_ERROR (our account or request is at fault)."""
-
-TRANSPORT_OUTCOMES: Mapping[type[httpx.TransportError], type[ProviderError]] = MappingProxyType(
-    {
-        # The request never left: safe to retry.
-        httpx.ConnectError: TransientProviderError,
-        httpx.ConnectTimeout: TransientProviderError,
-        httpx.PoolTimeout: TransientProviderError,
-        # The request may have reached Twilio: a retry could text the parent twice.
-        httpx.WriteTimeout: UnknownOutcomeError,
-        httpx.WriteError: UnknownOutcomeError,
-        httpx.ReadTimeout: UnknownOutcomeError,
-        httpx.ReadError: UnknownOutcomeError,
-        httpx.RemoteProtocolError: UnknownOutcomeError,
-    }
-)
-"""Looked up along the exception's MRO; a transport error not listed here is treated as an
-unknown outcome, because nothing proves the request was not sent."""
 
 
 class TwilioSms:
@@ -139,7 +120,7 @@ class TwilioSms:
         try:
             created = await self._sdk_client(transport).messages.create_async(**fields)
         except httpx.TransportError as error:
-            raise _transport_error(error) from error
+            raise transport_error(PROVIDER, error) from error
         except (TwilioRestException, TwilioServiceException) as error:
             raise _rejection(error, transport.last_response) from error
         return ProviderReceipt(provider=PROVIDER, provider_message_id=created.sid)
@@ -206,9 +187,9 @@ def _rejection(
     code: int | None = error.code
     detail = _detail(error)
     if status == 429 or status >= 500:
-        headers = response.headers if response is not None else None
+        retry_after = response.headers.get("retry-after") if response is not None else None
         return TransientProviderError(
-            PROVIDER, detail, code=_code_text(code), retry_after=_retry_after(headers)
+            PROVIDER, detail, code=_code_text(code), retry_after=retry_after_seconds(retry_after)
         )
     reason = (
         TWILIO_ERROR_REASONS.get(code, Reason.PROVIDER_ERROR) if code else Reason.PROVIDER_ERROR
@@ -226,29 +207,3 @@ def _detail(error: TwilioRestException | TwilioServiceException) -> str:
 
 def _code_text(code: int | None) -> str | None:
     return str(code) if code is not None else None
-
-
-def _transport_error(error: httpx.TransportError) -> ProviderError:
-    outcome = next(
-        (TRANSPORT_OUTCOMES[kind] for kind in type(error).__mro__ if kind in TRANSPORT_OUTCOMES),
-        UnknownOutcomeError,
-    )
-    return outcome(PROVIDER, f"{type(error).__name__}: {error}")
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), if there is one."""
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
