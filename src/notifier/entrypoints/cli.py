@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from notifier.config import Settings
 
@@ -91,8 +93,17 @@ def _run(settings: Settings, *, only: str | None) -> int:
             timeout_graceful_shutdown=5,
         )
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again for
+    # the handler it found. By then the consumer has drained and committed, so that handler
+    # is a no-op and a clean shutdown exits 0 (not 143, which Kubernetes reports as failure).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _already_handled)
     server.run()
     return 0
+
+
+def _already_handled(signum: int, frame: FrameType | None) -> None:
+    return None
 
 
 async def _migrate(settings: Settings) -> None:
