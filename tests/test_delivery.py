@@ -4,23 +4,20 @@ in-memory fakes for the providers and the event stream."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.store import SqlStore
-from notifier.domain.identity import delivery_id_for
 from notifier.domain.model import (
     Channel,
     ContactPoint,
     ContactStatus,
     DeliveryStatus,
-    District,
     Reason,
     Recipient,
-    RequestKind,
     Role,
     Route,
     Sender,
@@ -28,57 +25,25 @@ from notifier.domain.model import (
 )
 from notifier.handlers import DeliveryDependencies, RetryPolicy, deliver_request
 from notifier.metrics import PrometheusMetrics
-from notifier.ports import DeliveryRecord, PermanentProviderError, TransientProviderError
+from notifier.ports import PermanentProviderError, TransientProviderError
+from tests.builders import REQUEST_CREATED_AT, delivery_record, district, recipient, send_request
 from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock
 
-CREATED = datetime(2026, 11, 28, 15, 0, 0, tzinfo=UTC)
-SPRINGFIELD = District(
-    id="d-springfield",
-    name="Springfield Public Schools",
-    default_channel=Channel.EMAIL,
-    role_channels={Role.GUARDIAN: Channel.SMS},
-    default_language="en",
-    languages=("en", "es"),
-    sms_label=True,
-    max_recipients=15,
-    timezone="America/Chicago",
-    sms_sender="+15555550100",
-    email_from_address="no-reply@springfield.example",
-    email_from_name="Springfield Schools",
-)
+CREATED = REQUEST_CREATED_AT
 
 
-def person(recipient_id: str, role: Role = Role.GUARDIAN, **fields: object) -> Recipient:
-    base = Recipient(
-        id=recipient_id,
-        district_id="d-springfield",
-        display_name="Dennis Park",
-        first_name="Dennis",
-        role=role,
-        language="en",
-        preferred_channel=None,
-        phone=None,
-        email=None,
-        app=True,
-        updated_at=datetime(2026, 11, 20, tzinfo=UTC),
-    )
-    return replace(base, **fields)  # type: ignore[arg-type]
+def person(recipient_id: str, role: Role = Role.GUARDIAN, **overrides: Any) -> Recipient:
+    """An English speaker in the directory with only the contact points the test gives."""
+    fields = {"language": "en", "phone": None, "email": None, **overrides}
+    return recipient(id=recipient_id, role=role, **fields)
 
 
-def request(*recipient_ids: str, message_id: str = "msg-1") -> SendRequest:
-    return SendRequest(
-        request_id="req-1",
-        message_id=message_id,
-        conversation_id="conv-77",
-        district_id="d-springfield",
-        kind=RequestKind.CONVERSATION_MESSAGE,
+def request(*recipient_ids: str) -> SendRequest:
+    """Ms. Rivera's message "msg-1" to these recipients."""
+    return send_request(
+        message_id="msg-1",
         sender=Sender("staff-rivera", "Ms. Rivera", "staff"),
-        body="Field trip forms are due Friday.",
-        language="en",
-        translations={"es": "Los formularios de la excursión vencen el viernes."},
-        attachments=(),
         recipient_ids=recipient_ids,
-        created_at=CREATED,
     )
 
 
@@ -101,7 +66,7 @@ class World:
 
 @pytest.fixture
 async def world(store: SqlStore) -> World:
-    await store.upsert_district(SPRINGFIELD)
+    await store.upsert_district(district())
     sms, email, inbox = (
         ScriptedSender("sms-fake"),
         ScriptedSender("email-fake"),
@@ -226,22 +191,7 @@ async def test_a_delivery_left_queued_by_a_dead_attempt_is_sent_again(world: Wor
     # The documented rule: an attempt that died mid-send has an unknown outcome; a possible
     # duplicate is preferred to a lost notice.
     await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
-    await world.store.claim_delivery(
-        DeliveryRecord(
-            delivery_id=delivery_id_for("msg-1", "guardian-9", Channel.SMS),
-            request_id="req-1",
-            message_id="msg-1",
-            conversation_id="conv-77",
-            recipient_id="guardian-9",
-            channel=Channel.SMS,
-            address="+15555550123",
-            status=DeliveryStatus.QUEUED,
-            reason=None,
-            route=Route.ROLE_DEFAULT,
-            fallback_from=None,
-            language="en",
-        )
-    )
+    await world.store.claim_delivery(delivery_record(message_id="msg-1", language="en"))
 
     await deliver_request(request("guardian-9"), world.deps)
 

@@ -3,65 +3,16 @@
 from __future__ import annotations
 
 import gettext
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from notifier.adapters.catalogs import GettextCatalogs
-from notifier.domain.model import (
-    Attachment,
-    Channel,
-    District,
-    RequestKind,
-    Role,
-    Sender,
-    SendRequest,
-)
+from notifier.domain.model import Attachment, Sender
 from notifier.domain.rendering import Wording, email_subject, render_email, render_sms
 from notifier.domain.resolution import MessageText
+from tests.builders import BODY, BODY_ES, district, send_request
 
-BODY = "Field trip forms are due Friday."
-BODY_ES = "Los formularios de la excursión vencen el viernes."
 ORIGINAL_NOTE = "(This message is in its original language.)"
-
-
-def district(**overrides: Any) -> District:
-    values: dict[str, Any] = {
-        "id": "d-springfield",
-        "name": "Springfield Public Schools",
-        "default_channel": Channel.EMAIL,
-        "role_channels": {Role.GUARDIAN: Channel.SMS},
-        "default_language": "en",
-        "languages": ("en", "es", "ar"),
-        "sms_label": True,
-        "max_recipients": 15,
-        "timezone": "America/Chicago",
-        "sms_sender": "MG00000000000000000000000000000000",
-        "email_from_address": "no-reply@springfield.example",
-        "email_from_name": "Springfield Schools",
-    }
-    values.update(overrides)
-    return District(**values)
-
-
-def send_request(**overrides: Any) -> SendRequest:
-    values: dict[str, Any] = {
-        "request_id": "0f5c6a52-7a0e-4b5e-9d1f-6f3c2a1b9e77",
-        "message_id": "msg-1042",
-        "conversation_id": "conv-77",
-        "district_id": "d-springfield",
-        "kind": RequestKind.CONVERSATION_MESSAGE,
-        "sender": Sender("staff-3", "Ms. Rivera", "staff"),
-        "body": BODY,
-        "language": "en",
-        "translations": {"es": BODY_ES},
-        "attachments": (),
-        "recipient_ids": ("guardian-9",),
-        "created_at": datetime(2026, 11, 28, 15, 0, tzinfo=UTC),
-    }
-    values.update(overrides)
-    return SendRequest(**values)
 
 
 def text(body: str = BODY, language: str = "en", *, original: bool = False) -> MessageText:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 import pytest
 
 from notifier.domain.admission import admit
@@ -15,14 +12,9 @@ from notifier.domain.model import (
     ContactPoint,
     ContactStatus,
     DeliveryStatus,
-    District,
     Reason,
-    Recipient,
-    RequestKind,
     Role,
     Route,
-    Sender,
-    SendRequest,
 )
 from notifier.domain.resolution import (
     ChannelChoice,
@@ -36,65 +28,7 @@ from notifier.domain.resolution import (
     plan_recipient,
     recipients_to_notify,
 )
-
-PHONE = "+15555550123"
-EMAIL = "dennis.park@example.org"
-
-
-def district(**overrides: Any) -> District:
-    values: dict[str, Any] = {
-        "id": "d-springfield",
-        "name": "Springfield Public Schools",
-        "default_channel": Channel.EMAIL,
-        "role_channels": {Role.GUARDIAN: Channel.SMS},
-        "default_language": "en",
-        "languages": ("en", "es", "vi", "zh-Hans", "ar", "ht"),
-        "sms_label": True,
-        "max_recipients": 15,
-        "timezone": "America/Chicago",
-        "sms_sender": "MG00000000000000000000000000000000",
-        "email_from_address": "no-reply@springfield.example",
-        "email_from_name": "Springfield Schools",
-    }
-    values.update(overrides)
-    return District(**values)
-
-
-def recipient(**overrides: Any) -> Recipient:
-    values: dict[str, Any] = {
-        "id": "guardian-9",
-        "district_id": "d-springfield",
-        "display_name": "Dennis Park",
-        "first_name": "Dennis",
-        "role": Role.GUARDIAN,
-        "language": "es",
-        "preferred_channel": None,
-        "phone": PHONE,
-        "email": EMAIL,
-        "app": True,
-        "updated_at": datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
-    }
-    values.update(overrides)
-    return Recipient(**values)
-
-
-def send_request(**overrides: Any) -> SendRequest:
-    values: dict[str, Any] = {
-        "request_id": "0f5c6a52-7a0e-4b5e-9d1f-6f3c2a1b9e77",
-        "message_id": "msg-1042",
-        "conversation_id": "conv-77",
-        "district_id": "d-springfield",
-        "kind": RequestKind.CONVERSATION_MESSAGE,
-        "sender": Sender("staff-3", "Ms. Rivera", "staff"),
-        "body": "Field trip forms are due Friday.",
-        "language": "en",
-        "translations": {"es": "Los formularios de la excursión vencen el viernes."},
-        "attachments": (),
-        "recipient_ids": ("guardian-9", "staff-4"),
-        "created_at": datetime(2026, 11, 28, 15, 0, tzinfo=UTC),
-    }
-    values.update(overrides)
-    return SendRequest(**values)
+from tests.builders import EMAIL, PHONE, district, recipient, send_request
 
 
 def failing(channel: Channel, address: str, reason: Reason) -> ContactPoints:

@@ -212,3 +212,160 @@ async def test_content_starting_like_an_api_key_is_permanent_without_a_request(
 
     assert raised.value.reason is Reason.PROVIDER_ERROR
     assert sendgrid.received == []
+
+
+async def test_delete_bounce_removes_the_address_from_the_bounce_list(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    sendgrid.add_bounce("parent@example.org")
+    sendgrid.add_bounce("other@example.org")
+
+    await adapter(http_client, sendgrid.base_url).delete_bounce("parent@example.org")
+
+    [request] = sendgrid.received
+    assert request.method == "DELETE"
+    assert request.path == "/v3/suppression/bounces/parent@example.org"
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.content == b""
+    assert sendgrid.bounces == {"other@example.org"}
+
+
+async def test_delete_bounce_quotes_the_address_in_the_path(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    # "+", "/", "?", "#" and "%" are all allowed in a local part.
+    address = "o'brien+kids/2?#%@example.org"
+    sendgrid.add_bounce(address)
+
+    await adapter(http_client, sendgrid.base_url).delete_bounce(address)
+
+    [request] = sendgrid.received
+    assert request.path == "/v3/suppression/bounces/o%27brien%2Bkids%2F2%3F%23%25@example.org"
+    assert sendgrid.bounces == set()
+
+
+async def test_delete_bounce_of_an_unlisted_address_is_success(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    await adapter(http_client, sendgrid.base_url).delete_bounce("never-bounced@example.org")
+
+    [request] = sendgrid.received
+    assert request.method == "DELETE"
+    # What the adapter was answered, as SendGrid answers it:
+    again = await http_client.delete(
+        f"{sendgrid.base_url}{request.path}", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert again.status_code == 404
+    assert "not on the bounce list" in again.json()["errors"][0]["message"]
+
+
+async def test_delete_bounce_server_error_is_transient(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    sendgrid.add_bounce("parent@example.org")
+    sendgrid.fail_next(status=500)
+
+    with pytest.raises(TransientProviderError) as raised:
+        await adapter(http_client, sendgrid.base_url).delete_bounce("parent@example.org")
+
+    assert raised.value.code == "500"
+    assert sendgrid.bounces == {"parent@example.org"}
+
+
+async def test_delete_bounce_rate_limit_is_transient_until_the_reset_time(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    sendgrid.fail_next(status=429, retry_after=30)
+
+    with pytest.raises(TransientProviderError) as raised:
+        await adapter(http_client, sendgrid.base_url).delete_bounce("parent@example.org")
+
+    assert raised.value.retry_after is not None
+    assert 29 <= raised.value.retry_after <= 31
+
+
+async def test_delete_bounce_with_a_wrong_key_is_permanent_provider_error(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    sendgrid.add_bounce("parent@example.org")
+
+    with pytest.raises(PermanentProviderError) as raised:
+        await adapter(http_client, sendgrid.base_url, api_key="SG.wrong.key").delete_bounce(
+            "parent@example.org"
+        )
+
+    assert raised.value.reason is Reason.PROVIDER_ERROR
+    assert raised.value.code == "401"
+    assert sendgrid.bounces == {"parent@example.org"}
+
+
+async def test_delete_bounce_forbidden_is_permanent_provider_error(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    # An API key without the suppressions scope.
+    sendgrid.fail_next(status=403)
+
+    with pytest.raises(PermanentProviderError) as raised:
+        await adapter(http_client, sendgrid.base_url).delete_bounce("parent@example.org")
+
+    assert raised.value.reason is Reason.PROVIDER_ERROR
+    assert raised.value.code == "403"
+
+
+async def test_delete_bounce_unanswered_is_unknown_outcome(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    sendgrid.delay_seconds = 10
+
+    with pytest.raises(UnknownOutcomeError):
+        await adapter(http_client, sendgrid.base_url, timeout_seconds=0.3).delete_bounce(
+            "parent@example.org"
+        )
+
+
+async def test_delete_bounce_refused_connection_is_transient(
+    http_client: httpx.AsyncClient,
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+        with pytest.raises(TransientProviderError):
+            await adapter(http_client, f"http://127.0.0.1:{port}").delete_bounce("a@example.org")
+
+
+@pytest.mark.parametrize("email", ["", "   "])
+async def test_delete_bounce_without_an_address_sends_nothing(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient, email: str
+) -> None:
+    # DELETE /v3/suppression/bounces is the bulk delete; it must never be reached.
+    with pytest.raises(ValueError, match="email address is required"):
+        await adapter(http_client, sendgrid.base_url).delete_bounce(email)
+
+    assert sendgrid.received == []
+
+
+async def test_mail_to_a_bounced_address_is_still_accepted(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    # SendGrid accepts it with 202 and drops it later with a "Bounced Address" event.
+    sendgrid.add_bounce("parent@example.org")
+
+    receipt = await adapter(http_client, sendgrid.base_url).send(email())
+
+    [accepted] = sendgrid.accepted
+    assert receipt.provider_message_id == accepted.message_id
+    assert accepted.bounced == ("parent@example.org",)
+
+
+async def test_mail_after_delete_bounce_is_no_longer_marked_bounced(
+    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+) -> None:
+    sendgrid.add_bounce("parent@example.org")
+    sender = adapter(http_client, sendgrid.base_url)
+
+    await sender.delete_bounce("parent@example.org")
+    await sender.send(email())
+
+    [accepted] = sendgrid.accepted
+    assert accepted.bounced == ()

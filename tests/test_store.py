@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 
 from notifier.adapters import tables as t
-from notifier.adapters.migrations import migrate
+from notifier.adapters.migrations import alembic_config, migrate
 from notifier.adapters.store import SqlStore
-from notifier.domain.identity import delivery_id_for, event_id_for
+from notifier.domain.identity import event_id_for
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -28,76 +29,25 @@ from notifier.domain.model import (
     District,
     OutboundMessage,
     Reason,
-    Recipient,
-    RenderedEmail,
-    RenderedSms,
     Role,
     Route,
 )
 from notifier.ports import DeliveryRecord
+from tests import builders
+from tests.builders import RECIPIENT_UPDATED_AT, delivery_record, outbound_message, recipient
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-
-
-def district(**changes: object) -> District:
-    value = District(
-        id="d-springfield",
-        name="Springfield Public Schools",
-        default_channel=Channel.EMAIL,
-        role_channels={Role.GUARDIAN: Channel.SMS, Role.STAFF: Channel.EMAIL},
-        default_language="en",
-        languages=("en", "es", "vi", "zh-Hans", "ar", "ht"),
-        sms_label=True,
-        max_recipients=15,
-        timezone="America/Chicago",
-        sms_sender="MG00000000000000000000000000000000",
-        email_from_address="no-reply@springfield.example",
-        email_from_name="Springfield Schools",
-    )
-    return replace(value, **changes)
+T0 = RECIPIENT_UPDATED_AT
 
 
-def recipient(recipient_id: str = "guardian-9", **changes: object) -> Recipient:
-    value = Recipient(
-        id=recipient_id,
-        district_id="d-springfield",
-        display_name="Dennis Park",
-        first_name="Dennis",
-        role=Role.GUARDIAN,
-        language="es",
-        preferred_channel=None,
-        phone="+15555550123",
-        email="dennis.park@example.org",
-        app=True,
-        updated_at=T0,
-    )
-    return replace(value, **changes)
+def district(**overrides: object) -> District:
+    """The contract's district with a channel for staff too: role_channels round-trips more
+    than one entry."""
+    role_channels = {Role.GUARDIAN: Channel.SMS, Role.STAFF: Channel.EMAIL}
+    return builders.district(**{"role_channels": role_channels, **overrides})
 
 
-def delivery(
-    channel: Channel = Channel.SMS,
-    *,
-    message_id: str = "msg-1042",
-    recipient_id: str = "guardian-9",
-    **changes: object,
-) -> DeliveryRecord:
-    value = DeliveryRecord(
-        delivery_id=delivery_id_for(message_id, recipient_id, channel),
-        request_id="req-1",
-        message_id=message_id,
-        conversation_id="conv-77",
-        recipient_id=recipient_id,
-        channel=channel,
-        address={Channel.SMS: "+15555550123", Channel.EMAIL: "dennis.park@example.org"}.get(
-            channel
-        ),
-        status=DeliveryStatus.QUEUED,
-        reason=None,
-        route=Route.ROLE_DEFAULT,
-        fallback_from=None,
-        language="es",
-    )
-    return replace(value, **changes)
+def inbox_message(**overrides: object) -> OutboundMessage:
+    return outbound_message(channel=Channel.APP, **overrides)
 
 
 def event_for(
@@ -127,56 +77,6 @@ def event_for(
     )
 
 
-def sms_message(delivery_id: str = "dlv-sms-1") -> OutboundMessage:
-    return OutboundMessage(
-        delivery_id=delivery_id,
-        message_id="msg-1042",
-        conversation_id="conv-77",
-        recipient_id="guardian-9",
-        channel=Channel.SMS,
-        to="+15555550123",
-        language="es",
-        sms=RenderedSms(body="Para Dennis: Los formularios vencen el viernes."),
-        sender_address="MG00000000000000000000000000000000",
-    )
-
-
-def email_message(delivery_id: str = "dlv-email-1") -> OutboundMessage:
-    return OutboundMessage(
-        delivery_id=delivery_id,
-        message_id="msg-1042",
-        conversation_id="conv-77",
-        recipient_id="guardian-9",
-        channel=Channel.EMAIL,
-        to="dennis.park@example.org",
-        language="es",
-        email=RenderedEmail(
-            subject="Nuevo mensaje de Ms. Rivera",
-            text="Los formularios vencen el viernes.",
-            html="<p>Los formularios vencen el viernes.</p>",
-        ),
-        sender_address="no-reply@springfield.example",
-        sender_name="Springfield Schools",
-    )
-
-
-def inbox_message(
-    recipient_id: str = "guardian-9", message_id: str = "msg-1042", **changes: object
-) -> OutboundMessage:
-    value = OutboundMessage(
-        delivery_id=delivery_id_for(message_id, recipient_id, Channel.APP),
-        message_id=message_id,
-        conversation_id="conv-77",
-        recipient_id=recipient_id,
-        channel=Channel.APP,
-        to=recipient_id,
-        language="es",
-        sender_name="Ms. Rivera",
-        inbox_body="Los formularios de la excursión vencen el viernes.",
-    )
-    return replace(value, **changes)
-
-
 def assert_aware_utc(value: datetime | None) -> None:
     assert value is not None
     assert value.utcoffset() == timedelta(0)
@@ -200,7 +100,7 @@ async def test_migrating_an_up_to_date_database_again_is_harmless(store: SqlStor
             .scalars()
             .all()
         )
-    assert versions == ["0001"]
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
     assert await store.district("d-springfield") == district()
 
 
@@ -286,7 +186,7 @@ async def test_upserted_recipient_is_applied_and_reads_back_equal(store: SqlStor
 
 async def test_recipient_without_contact_points_reads_back_equal(store: SqlStore) -> None:
     app_only = recipient(
-        "student-5",
+        id="student-5",
         role=Role.STUDENT,
         language=None,
         preferred_channel=Channel.APP,
@@ -389,13 +289,13 @@ async def test_tombstone_for_a_missing_recipient_returns_false(store: SqlStore) 
 
 
 async def test_recipients_returns_only_the_known_ones(store: SqlStore) -> None:
-    await store.upsert_recipient(recipient("guardian-9"))
-    await store.upsert_recipient(recipient("staff-4", role=Role.STAFF, phone=None))
+    await store.upsert_recipient(recipient(id="guardian-9"))
+    await store.upsert_recipient(recipient(id="staff-4", role=Role.STAFF, phone=None))
 
     found = await store.recipients(["guardian-9", "nobody", "staff-4", "guardian-9"])
 
     assert set(found) == {"guardian-9", "staff-4"}
-    assert found["staff-4"] == recipient("staff-4", role=Role.STAFF, phone=None)
+    assert found["staff-4"] == recipient(id="staff-4", role=Role.STAFF, phone=None)
 
 
 async def test_recipients_of_no_ids_is_empty(store: SqlStore) -> None:
@@ -424,9 +324,9 @@ async def test_upserting_a_recipient_creates_active_contact_points(store: SqlSto
 
 
 async def test_recipients_sharing_a_phone_share_one_contact_point(store: SqlStore) -> None:
-    await store.upsert_recipient(recipient("guardian-9"))
+    await store.upsert_recipient(recipient(id="guardian-9"))
     await store.upsert_recipient(
-        recipient("guardian-10", display_name="Dana Park", email="dana.park@example.org")
+        recipient(id="guardian-10", display_name="Dana Park", email="dana.park@example.org")
     )
 
     points = await store.contact_points([(Channel.SMS, "+15555550123")])
@@ -516,7 +416,7 @@ async def test_contact_points_of_no_keys_is_empty(store: SqlStore) -> None:
 
 
 async def test_first_claim_of_a_delivery_is_new(store: SqlStore) -> None:
-    record = delivery()
+    record = delivery_record()
 
     claim = await store.claim_delivery(record)
 
@@ -527,7 +427,7 @@ async def test_first_claim_of_a_delivery_is_new(store: SqlStore) -> None:
 async def test_second_claim_of_the_same_delivery_returns_the_stored_record(
     store: SqlStore,
 ) -> None:
-    first = delivery()
+    first = delivery_record(request_id="req-1")
     await store.claim_delivery(first)
     # A redelivered request may carry another request id; the ledger keeps the first.
     again = replace(first, request_id="req-2", status=DeliveryStatus.SKIPPED)
@@ -546,7 +446,7 @@ async def test_second_claim_of_the_same_delivery_returns_the_stored_record(
 async def test_concurrent_claims_of_one_delivery_let_exactly_one_through(
     store: SqlStore,
 ) -> None:
-    claims = await asyncio.gather(*(store.claim_delivery(delivery()) for _ in range(5)))
+    claims = await asyncio.gather(*(store.claim_delivery(delivery_record()) for _ in range(5)))
 
     assert sorted(claim.is_new for claim in claims) == [False, False, False, False, True]
     assert len(await store.deliveries_of_message("msg-1042")) == 1
@@ -555,9 +455,11 @@ async def test_concurrent_claims_of_one_delivery_let_exactly_one_through(
 async def test_same_message_and_recipient_on_another_channel_is_a_separate_delivery(
     store: SqlStore,
 ) -> None:
-    sms = await store.claim_delivery(delivery(Channel.SMS))
+    sms = await store.claim_delivery(delivery_record(channel=Channel.SMS))
     email = await store.claim_delivery(
-        delivery(Channel.EMAIL, route=Route.FAILOVER_BOUNCE, fallback_from=Channel.SMS)
+        delivery_record(
+            channel=Channel.EMAIL, route=Route.FAILOVER_BOUNCE, fallback_from=Channel.SMS
+        )
     )
 
     assert sms.is_new is True
@@ -570,15 +472,15 @@ async def test_same_message_and_recipient_on_another_channel_is_a_separate_deliv
 
 
 async def test_same_recipient_of_another_message_is_a_separate_delivery(store: SqlStore) -> None:
-    await store.claim_delivery(delivery(message_id="msg-1042"))
+    await store.claim_delivery(delivery_record(message_id="msg-1042"))
 
-    claim = await store.claim_delivery(delivery(message_id="msg-1043"))
+    claim = await store.claim_delivery(delivery_record(message_id="msg-1043"))
 
     assert claim.is_new is True
 
 
 async def test_recorded_event_moves_the_delivery_to_sent(store: SqlStore) -> None:
-    record = delivery()
+    record = delivery_record()
     await store.claim_delivery(record)
     sent_at = datetime(2026, 11, 28, 15, 0, 1, tzinfo=UTC)
 
@@ -594,7 +496,7 @@ async def test_recorded_event_moves_the_delivery_to_sent(store: SqlStore) -> Non
 
 
 async def test_recorded_failure_keeps_its_reason(store: SqlStore) -> None:
-    record = delivery(Channel.EMAIL)
+    record = delivery_record(channel=Channel.EMAIL)
     await store.claim_delivery(record)
 
     await store.record_event(
@@ -615,7 +517,7 @@ async def test_recorded_failure_keeps_its_reason(store: SqlStore) -> None:
 
 
 async def test_recording_the_same_event_twice_is_harmless(store: SqlStore) -> None:
-    record = delivery()
+    record = delivery_record()
     await store.claim_delivery(record)
     sent = event_for(record, DeliveryStatus.SENT, occurred_at=T0)
 
@@ -668,9 +570,9 @@ async def test_rewritten_inbox_entry_keeps_its_first_content(store: SqlStore) ->
 
 
 async def test_inbox_holds_each_message_of_its_recipient_only(store: SqlStore) -> None:
-    await store.write_inbox(inbox_message("guardian-9", "msg-1"))
-    await store.write_inbox(inbox_message("guardian-9", "msg-2"))
-    await store.write_inbox(inbox_message("staff-4", "msg-1"))
+    await store.write_inbox(inbox_message(recipient_id="guardian-9", message_id="msg-1"))
+    await store.write_inbox(inbox_message(recipient_id="guardian-9", message_id="msg-2"))
+    await store.write_inbox(inbox_message(recipient_id="staff-4", message_id="msg-1"))
 
     assert [e["message_id"] for e in await store.inbox("guardian-9")] == ["msg-1", "msg-2"]
     assert [e["message_id"] for e in await store.inbox("staff-4")] == ["msg-1"]
@@ -688,16 +590,18 @@ async def test_inbox_entry_without_sender_or_body_stores_empty_text(store: SqlSt
 
 
 async def test_sandbox_send_of_the_same_delivery_keeps_one_entry(store: SqlStore) -> None:
-    first = await store.record_sandbox_send(sms_message())
-    second = await store.record_sandbox_send(sms_message())
+    first = await store.record_sandbox_send(outbound_message())
+    second = await store.record_sandbox_send(outbound_message())
 
     assert first == second
     assert [entry["id"] for entry in await store.sandbox_outbox()] == [first]
 
 
 async def test_sandbox_outbox_lists_email_and_sms_sends(store: SqlStore) -> None:
-    email_id = await store.record_sandbox_send(email_message())
-    sms_id = await store.record_sandbox_send(sms_message())
+    email_id = await store.record_sandbox_send(
+        outbound_message(channel=Channel.EMAIL, delivery_id="dlv-email-1")
+    )
+    sms_id = await store.record_sandbox_send(outbound_message())
 
     email, sms = await store.sandbox_outbox()
 
@@ -735,7 +639,7 @@ async def test_timestamps_come_back_as_aware_utc(store: SqlStore) -> None:
     tokyo = timezone(timedelta(hours=9))
     updated_at = datetime(2026, 11, 20, 19, 0, 0, 123456, tzinfo=tokyo)
     await store.upsert_recipient(recipient(updated_at=updated_at))
-    record = delivery()
+    record = delivery_record()
     await store.claim_delivery(record)
     await store.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=updated_at))
 
@@ -761,7 +665,7 @@ async def test_naive_recipient_updated_at_is_refused(store: SqlStore) -> None:
 
 
 async def test_naive_event_time_is_refused(store: SqlStore) -> None:
-    record = delivery()
+    record = delivery_record()
     await store.claim_delivery(record)
     naive = datetime(2026, 11, 28, 15, 0)
 

@@ -20,6 +20,7 @@ from notifier.domain.model import (
     Reason,
     Recipient,
     Route,
+    SendRequest,
 )
 from notifier.domain.rendering import Wording
 
@@ -102,8 +103,25 @@ class DeliveryRecord:
     language: str | None
     provider: str | None = None
     provider_message_id: str | None = None
+    district_id: str | None = None
+    sent_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who changed what and why; never deleted by the service."""
+
+    occurred_at: datetime
+    actor: str
+    scope: str
+    action: str
+    channel: Channel | None
+    address: str | None
+    note: str | None
+    request_id: str | None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +166,40 @@ class Store(Protocol):
         """Move the delivery to the event's status and keep the event in its history."""
         ...
 
+    async def save_request(self, request: SendRequest) -> None: ...
+
+    async def load_request(self, message_id: str) -> SendRequest | None: ...
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    async def delivery_by_provider_id(
+        self, channel: Channel, provider_message_id: str
+    ) -> DeliveryRecord | None: ...
+
+    async def latest_delivery_to(
+        self, channel: Channel, address: str, not_after: datetime
+    ) -> DeliveryRecord | None:
+        """The last delivery sent to the address no later than the given time."""
+        ...
+
+    async def open_deliveries_to(
+        self, message_id: str, channel: Channel, address: str
+    ) -> list[DeliveryRecord]: ...
+
+    async def overdue_deliveries(
+        self, channel: Channel, status: DeliveryStatus, sent_before: datetime, limit: int = 500
+    ) -> list[DeliveryRecord]: ...
+
+    async def provider_event_seen(self, provider: str, event_key: str) -> bool: ...
+
+    async def remember_provider_event(self, provider: str, event_key: str) -> None: ...
+
+    async def add_strike(self, channel: Channel, address: str) -> int: ...
+
+    async def mark_resume_link_sent(self, address: str) -> bool: ...
+
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+
     async def write_inbox(self, message: OutboundMessage) -> str:
         """Put the message in the recipient's app inbox (idempotent); returns the entry id."""
         ...
@@ -159,6 +211,13 @@ class Store(Protocol):
 
 class EventPublisher(Protocol):
     async def publish(self, events: Sequence[DeliveryEvent]) -> None: ...
+
+
+class Suppressions(Protocol):
+    """A provider's own block list for an address (SendGrid drops mail to bounced addresses
+    until they are removed from its list)."""
+
+    async def remove(self, address: str) -> None: ...
 
 
 class Catalogs(Protocol):

@@ -1,4 +1,5 @@
-"""A local HTTP server that speaks the part of SendGrid's v3 API notifier uses: Mail Send.
+"""A local HTTP server that speaks the part of SendGrid's v3 API notifier uses: Mail Send and
+Delete a bounce.
 
     with FakeSendGrid() as sendgrid:
         ...  # point the adapter at sendgrid.base_url, then look at sendgrid.received
@@ -11,6 +12,13 @@ to /v3/mail/send with "Authorization: Bearer <key>", 202 with an empty body and 
 errors as {"errors": [{"message", "field", "help"}]}, 429 with X-RateLimit-* headers. The
 request is validated the way SendGrid rejects common mistakes: personalizations with a 'to'
 list of valid emails, from.email, subject, content with text/plain first, string custom_args.
+
+The bounce list (https://www.twilio.com/docs/sendgrid/api-reference/bounces-api/delete-a-bounce):
+DELETE /v3/suppression/bounces/{email} answers 204 with an empty body when the address was
+listed and 404 when it was not (the reference documents only 204 and 401; the 404 is what
+users report, https://github.com/sendgrid/docs/issues/6194; its message here is ours). Mail
+to a listed address is still accepted with 202, as SendGrid does before dropping it with a
+"Bounced Address" event; ``AcceptedMail.bounced`` says which recipients that would hit.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from tests.fakes.http_server import (
     FakeJsonApi,
@@ -35,12 +44,16 @@ DEFAULT_API_KEY = "SG.fake-key.fake-secret"
 _HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _CONTENT_ORDER = ("text/plain", "text/html")
+_BOUNCE_PATH = re.compile(r"^/v3/suppression/bounces/(?P<email>[^/?]+)$")
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptedMail:
     message_id: str
     body: dict[str, Any]
+    bounced: tuple[str, ...] = ()
+    """Recipients on the bounce list when it was accepted: SendGrid would drop the mail to
+    them without trying."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +64,7 @@ class ScriptedFailure:
 
 
 class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
-    """SendGrid's Mail Send API, as described above."""
+    """SendGrid's Mail Send and bounce list APIs, as described above."""
 
     def __init__(
         self,
@@ -70,12 +83,24 @@ class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
         )
         self.api_key = api_key
         self._accepted: list[AcceptedMail] = []
+        self._bounces: set[str] = set()
 
     @property
     def accepted(self) -> list[AcceptedMail]:
         """The mails answered with 202, oldest first (a copy)."""
         with self._lock:
             return list(self._accepted)
+
+    @property
+    def bounces(self) -> set[str]:
+        """The addresses on the bounce list, lower-cased (a copy)."""
+        with self._lock:
+            return set(self._bounces)
+
+    def add_bounce(self, email: str) -> None:
+        """Put ``email`` on the bounce list, as a hard bounce would."""
+        with self._lock:
+            self._bounces.add(email.lower())
 
     def fail_next(
         self,
@@ -108,7 +133,11 @@ class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
                 {},
                 _errors(("The provided authorization grant is invalid, expired, or revoked", None)),
             )
-        if request.method != "POST" or request.path.split("?", 1)[0] != "/v3/mail/send":
+        path = request.path.split("?", 1)[0]
+        bounce = _BOUNCE_PATH.match(path)
+        if request.method == "DELETE" and bounce is not None:
+            return self._delete_bounce(unquote(bounce["email"]))
+        if request.method != "POST" or path != "/v3/mail/send":
             return 404, {}, _errors(("Not Found", None))
         body = request.body
         if not isinstance(body, dict):
@@ -118,8 +147,17 @@ class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
             return 400, {}, _errors(*problems)
         message_id = secrets.token_urlsafe(16)  # 22 characters, like SendGrid's
         with self._lock:
-            self._accepted.append(AcceptedMail(message_id=message_id, body=body))
+            bounced = tuple(email for email in _recipients(body) if email.lower() in self._bounces)
+            self._accepted.append(AcceptedMail(message_id=message_id, body=body, bounced=bounced))
         return 202, {"X-Message-Id": message_id}, None
+
+    def _delete_bounce(self, email: str) -> Reply:
+        with self._lock:
+            listed = email.lower() in self._bounces
+            self._bounces.discard(email.lower())
+        if not listed:
+            return 404, {}, _errors((f"{email} is not on the bounce list", None))
+        return 204, {}, None
 
 
 _STATUS_MESSAGES: dict[int, str] = {
@@ -153,6 +191,17 @@ def _errors(*problems: tuple[str, str | None]) -> dict[str, Any]:
             for message, field_name in problems
         ]
     }
+
+
+def _recipients(body: dict[str, Any]) -> list[str]:
+    """Every to, cc and bcc address of a mail that passed validate_mail."""
+    return [
+        address["email"]
+        for personalization in body["personalizations"]
+        for field_name in ("to", "cc", "bcc")
+        for address in personalization.get(field_name) or []
+        if isinstance(address, dict) and isinstance(address.get("email"), str)
+    ]
 
 
 def validate_mail(body: dict[str, Any]) -> list[tuple[str, str | None]]:
@@ -250,15 +299,19 @@ def validate_mail(body: dict[str, Any]) -> list[tuple[str, str | None]]:
 def main(argv: list[str] | None = None) -> None:
     parser = server_arguments("Run a fake SendGrid Mail Send API until killed.")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
-    args = parser.parse_args(argv)
-    serve_until_signalled(
-        FakeSendGrid(
-            api_key=args.api_key,
-            host=args.host,
-            port=args.port,
-            delay_seconds=args.delay,
-        )
+    parser.add_argument(
+        "--bounce", action="append", default=[], help="an address on the bounce list (repeatable)"
     )
+    args = parser.parse_args(argv)
+    fake = FakeSendGrid(
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        delay_seconds=args.delay,
+    )
+    for email in args.bounce:
+        fake.add_bounce(email)
+    serve_until_signalled(fake)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Twilio SendGrid v3 Mail Send: one email per delivery, posted with the service's shared
-httpx client.
+"""Twilio SendGrid: v3 Mail Send (one email per delivery, posted with the service's shared
+httpx client), the Signed Event Webhook (verify, then parse a batch), and the bounce list
+(take an address off it when its contact point is reset).
 
 The body is built with the ``sendgrid`` package's mail helpers (``Mail(...).get()``), which
 know the v3 shape (text/plain content before text/html, custom_args flattened into one
@@ -13,11 +14,19 @@ Responses: https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-sen
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 from sendgrid.helpers.mail import (
     CustomArg,
     From,
@@ -30,6 +39,7 @@ from sendgrid.helpers.mail import (
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from notifier.adapters.provider_http import retry_after_seconds, transport_error
+from notifier.adapters.webhooks import WebhookRejected
 from notifier.domain.model import OutboundMessage, Reason
 from notifier.ports import (
     PermanentProviderError,
@@ -39,6 +49,23 @@ from notifier.ports import (
 )
 
 PROVIDER = "sendgrid"
+
+SIGNATURE_HEADER: str = EventWebhookHeader.SIGNATURE
+"""X-Twilio-Email-Event-Webhook-Signature: base64 of a DER ECDSA signature."""
+TIMESTAMP_HEADER: str = EventWebhookHeader.TIMESTAMP
+"""X-Twilio-Email-Event-Webhook-Timestamp: Unix seconds, signed together with the body."""
+
+# Our ids travel as custom_args on each mail and come back as top-level keys of each event.
+# SendGrid reserves names such as email, event, type, status and sg_* for its own fields,
+# hence the prefix.
+DELIVERY_ID_ARG = "notifier_delivery_id"
+MESSAGE_ID_ARG = "notifier_message_id"
+RECIPIENT_ID_ARG = "notifier_recipient_id"
+CONVERSATION_ID_ARG = "notifier_conversation_id"
+
+# Digits only, and few of them: int() would accept "+1", " 1", "1_0" and non-ASCII digits,
+# and raises on strings longer than 4300 digits.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 FIELD_REASONS: tuple[tuple[re.Pattern[str], Reason], ...] = (
     # A 400 naming the recipient's address ("personalizations.0.to.0.email": "Does not contain
@@ -70,7 +97,9 @@ class SendGridEmail:
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._http_client = http_client
         self._timeout = httpx.Timeout(timeout_seconds)
-        self._url = f"{api_base_url.rstrip('/')}/v3/mail/send"
+        base = api_base_url.rstrip("/")
+        self._mail_send_url = f"{base}/v3/mail/send"
+        self._bounces_url = f"{base}/v3/suppression/bounces"
 
     @property
     def provider(self) -> str:
@@ -80,7 +109,7 @@ class SendGridEmail:
         body = _mail_body(message)
         try:
             response = await self._http_client.post(
-                self._url, json=body, headers=self._headers, timeout=self._timeout
+                self._mail_send_url, json=body, headers=self._headers, timeout=self._timeout
             )
         except httpx.TransportError as error:
             raise transport_error(PROVIDER, error) from error
@@ -89,6 +118,32 @@ class SendGridEmail:
                 provider=PROVIDER, provider_message_id=response.headers.get("x-message-id")
             )
         raise _rejection(response)
+
+    async def delete_bounce(self, email: str) -> None:
+        """Take ``email`` off SendGrid's bounce list: SendGrid drops mail to a listed address
+        without trying it, so a reset contact point would otherwise stay silent. An address
+        that is not on the list is already where we want it. The request is idempotent, so
+        any error but a permanent one may be retried.
+
+        https://www.twilio.com/docs/sendgrid/api-reference/bounces-api/delete-a-bounce
+        """
+        if not email.strip():
+            # DELETE on the bare /v3/suppression/bounces is "delete bounces" (all of them,
+            # with delete_all); never come near it.
+            raise ValueError("an email address is required to delete a bounce")
+        # "/", "?", "#", "%" and "+" may all appear in a local part.
+        url = f"{self._bounces_url}/{quote(email, safe='@')}"
+        try:
+            response = await self._http_client.delete(
+                url, headers=self._headers, timeout=self._timeout
+            )
+        except httpx.TransportError as error:
+            raise transport_error(PROVIDER, error) from error
+        # The reference documents 204; an address not on the list gets 404
+        # (https://github.com/sendgrid/docs/issues/6194).
+        if response.is_success or response.status_code == 404:
+            return
+        raise _rejection(response, field_reasons=())
 
 
 def _mail_body(message: OutboundMessage) -> dict[str, Any]:
@@ -112,13 +167,12 @@ def _mail_body(message: OutboundMessage) -> dict[str, Any]:
         raise PermanentProviderError(
             PROVIDER, "content looks like a SendGrid API key", reason=Reason.PROVIDER_ERROR
         ) from error
-    # SendGrid reserves names such as email, event, type, status and sg_* for its own
-    # event fields, and requires string values; ours are prefixed and stringified.
+    # SendGrid requires string values.
     for key, value in (
-        ("notifier_delivery_id", message.delivery_id),
-        ("notifier_message_id", message.message_id),
-        ("notifier_recipient_id", message.recipient_id),
-        ("notifier_conversation_id", message.conversation_id),
+        (DELIVERY_ID_ARG, message.delivery_id),
+        (MESSAGE_ID_ARG, message.message_id),
+        (RECIPIENT_ID_ARG, message.recipient_id),
+        (CONVERSATION_ID_ARG, message.conversation_id),
     ):
         mail.add_custom_arg(CustomArg(key, str(value)))
     body: dict[str, Any] = mail.get()
@@ -135,7 +189,11 @@ def _address(kind: type[Any], email: str, name: str | None) -> Any:
     return address
 
 
-def _rejection(response: httpx.Response) -> ProviderError:
+def _rejection(
+    response: httpx.Response,
+    *,
+    field_reasons: tuple[tuple[re.Pattern[str], Reason], ...] = FIELD_REASONS,
+) -> ProviderError:
     status = response.status_code
     errors = _errors(response)
     detail = f"HTTP {status} " + (
@@ -156,7 +214,7 @@ def _rejection(response: httpx.Response) -> ProviderError:
             (
                 field_reason
                 for error in errors
-                for pattern, field_reason in FIELD_REASONS
+                for pattern, field_reason in field_reasons
                 if pattern.search(str(error.get("field") or ""))
             ),
             Reason.PROVIDER_ERROR,
@@ -192,4 +250,157 @@ def _retry_after(headers: httpx.Headers) -> float | None:
             return max(0.0, float(reset) - time.time())
         except ValueError:
             return None
+    return None
+
+
+class SendGridEventVerifier:
+    """Checks a Signed Event Webhook request: SendGrid signs the timestamp header followed by
+    the raw body with ECDSA (SHA-256) and posts the base64 DER signature; the timestamp must
+    also be within ``max_age_seconds`` of now, either way, so that a captured batch cannot be
+    replayed later. ``public_key`` is the verification key as Mail Settings shows it (base64
+    DER SubjectPublicKeyInfo of a P-256 key).
+
+    https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features
+    """
+
+    def __init__(self, public_key: str, *, max_age_seconds: float) -> None:
+        if max_age_seconds <= 0:
+            raise ValueError(f"max_age_seconds must be positive, got {max_age_seconds}")
+        # The key as pasted may be wrapped over several lines.
+        key_text = "".join(public_key.split())
+        if not key_text:
+            # EventWebhook("") would build a verifier without a key.
+            raise ValueError("the SendGrid event webhook verification key is required")
+        self._webhook = EventWebhook()
+        try:
+            key = self._webhook.convert_public_key_to_ecdsa(key_text)
+        except ValueError as error:
+            raise ValueError(
+                "the SendGrid event webhook verification key is not a base64 DER public key"
+            ) from error
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError("the SendGrid event webhook verification key is not an EC key")
+        self._public_key = key
+        self._max_age_seconds = max_age_seconds
+
+    def verify(self, body: bytes, signature: str | None, timestamp: str | None, now: float) -> None:
+        """Return when the request is SendGrid's and fresh; raise WebhookRejected otherwise.
+        ``body`` is the request body exactly as received, ``now`` Unix seconds."""
+        if not signature:
+            raise WebhookRejected(f"missing {SIGNATURE_HEADER}")
+        if not timestamp:
+            raise WebhookRejected(f"missing {TIMESTAMP_HEADER}")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise WebhookRejected(f"{TIMESTAMP_HEADER} is not an integer")
+        age = now - int(timestamp)
+        if age > self._max_age_seconds:
+            raise WebhookRejected(f"{TIMESTAMP_HEADER} is {age:.0f} s old")
+        if -age > self._max_age_seconds:
+            raise WebhookRejected(f"{TIMESTAMP_HEADER} is {-age:.0f} s in the future")
+        # The helper decodes leniently (dropping stray characters) and lets a malformed
+        # signature reach the key's verify(); check both forms here first.
+        try:
+            der = base64.b64decode(signature, validate=True)
+        except binascii.Error:
+            raise WebhookRejected(f"{SIGNATURE_HEADER} is not base64") from None
+        try:
+            decode_dss_signature(der)
+        except ValueError:
+            raise WebhookRejected(f"{SIGNATURE_HEADER} is not a DER ECDSA signature") from None
+        try:
+            # The helper signs str(timestamp + payload).encode("utf-8"): a strict decode
+            # round-trips to the same bytes.
+            payload = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WebhookRejected("the body is not UTF-8") from None
+        if not self._webhook.verify_signature(payload, signature, timestamp, self._public_key):
+            raise WebhookRejected(f"{SIGNATURE_HEADER} does not match the body")
+
+
+@dataclass(frozen=True, slots=True)
+class SendGridEvent:
+    """One event of an Event Webhook batch; what SendGrid left out is None.
+
+    https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event
+    """
+
+    event: str
+    """processed, dropped, delivered, deferred, bounce, open, click, spamreport,
+    unsubscribe, group_unsubscribe, group_resubscribe, ..."""
+    email: str | None
+    """Lower-cased."""
+    timestamp: int | None
+    """Unix seconds."""
+    sg_event_id: str | None
+    sg_message_id: str | None
+    provider_message_id: str | None
+    """The X-Message-Id of the send: sg_message_id up to its first "." (SendGrid appends a
+    per-recipient suffix)."""
+    type: str | None
+    """For a bounce event: "bounce" or "blocked"."""
+    bounce_classification: str | None
+    reason: str | None
+    status: str | None
+    """The SMTP enhanced status code, such as "5.2.2"."""
+    response: str | None
+    url: str | None
+    """The link followed, for a click."""
+    # Our ids, from custom_args. Absent from events SendGrid cannot tie to a send, such as a
+    # bounce that the receiving server sends back days later.
+    delivery_id: str | None
+    message_id: str | None
+    recipient_id: str | None
+
+
+def parse_events(body: bytes) -> list[SendGridEvent]:
+    """The events of a batch, in order. Raises ValueError for a body that is not a JSON
+    array; items that are not objects with an ``event`` name are skipped."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"the SendGrid event batch is not valid JSON: {error}") from error
+    if not isinstance(payload, list):
+        raise ValueError(
+            f"the SendGrid event batch must be a JSON array, not {type(payload).__name__}"
+        )
+    events = (_event(item) for item in payload if isinstance(item, dict))
+    return [event for event in events if event is not None]
+
+
+def _event(item: dict[str, Any]) -> SendGridEvent | None:
+    name = _text(item.get("event"))
+    if name is None:
+        return None
+    email = _text(item.get("email"))
+    sg_message_id = _text(item.get("sg_message_id"))
+    return SendGridEvent(
+        event=name,
+        email=email.strip().lower() if email else None,
+        timestamp=_timestamp(item.get("timestamp")),
+        sg_event_id=_text(item.get("sg_event_id")),
+        sg_message_id=sg_message_id,
+        provider_message_id=_text(sg_message_id.split(".", 1)[0]) if sg_message_id else None,
+        type=_text(item.get("type")),
+        bounce_classification=_text(item.get("bounce_classification")),
+        reason=_text(item.get("reason")),
+        status=_text(item.get("status")),
+        response=_text(item.get("response")),
+        url=_text(item.get("url")),
+        delivery_id=_text(item.get(DELIVERY_ID_ARG)),
+        message_id=_text(item.get(MESSAGE_ID_ARG)),
+        recipient_id=_text(item.get(RECIPIENT_ID_ARG)),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _timestamp(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+        return int(value)
     return None

@@ -4,7 +4,9 @@ in production. Every method is one short transaction; none stays open across a p
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from notifier.adapters import tables as t
 from notifier.domain.identity import event_id_for
 from notifier.domain.model import (
+    Attachment,
     Channel,
     ContactPoint,
     ContactStatus,
@@ -26,10 +29,13 @@ from notifier.domain.model import (
     OutboundMessage,
     Reason,
     Recipient,
+    RequestKind,
     Role,
     Route,
+    Sender,
+    SendRequest,
 )
-from notifier.ports import Claim, Clock, DeliveryRecord
+from notifier.ports import AuditEntry, Claim, Clock, DeliveryRecord
 
 
 def create_engine(url: str, *, pool_size: int = 10, search_path: str | None = None) -> AsyncEngine:
@@ -115,12 +121,13 @@ class SqlStore:
                     status=ContactStatus(row.status),
                     reason=Reason(row.reason) if row.reason else None,
                     since=row.since,
+                    strikes=row.strikes,
                 )
                 points[(point.channel, point.address)] = point
             return points
 
     async def set_contact_point(self, point: ContactPoint) -> None:
-        values = {
+        values: dict[str, Any] = {
             "channel": point.channel.value,
             "address": point.address,
             "status": point.status.value,
@@ -128,10 +135,13 @@ class SqlStore:
             "since": point.since,
             "updated_at": self._clock.now(),
         }
+        if point.status is ContactStatus.ACTIVE:
+            # Back to active: a new failing period starts from nothing.
+            values |= {"strikes": 0, "resume_link_sent_at": None}
         insert = self._insert(t.contact_points).values(values)
         statement = insert.on_conflict_do_update(
             index_elements=[t.contact_points.c.channel, t.contact_points.c.address],
-            set_={k: insert.excluded[k] for k in ("status", "reason", "since", "updated_at")},
+            set_={k: insert.excluded[k] for k in values if k not in ("channel", "address")},
         )
         async with self._engine.begin() as connection:
             await connection.execute(statement)
@@ -205,6 +215,7 @@ class SqlStore:
             "sms_sender": district.sms_sender,
             "email_from_address": district.email_from_address,
             "email_from_name": district.email_from_name,
+            "deferred_failover_minutes": district.deferred_failover_minutes,
             "stored_at": self._clock.now(),
         }
         insert = self._insert(t.districts).values(values)
@@ -230,13 +241,9 @@ class SqlStore:
         statement = (
             self._insert(t.deliveries)
             .values(values)
-            .on_conflict_do_nothing(
-                index_elements=[
-                    t.deliveries.c.message_id,
-                    t.deliveries.c.recipient_id,
-                    t.deliveries.c.channel,
-                ]
-            )
+            # No conflict target: the id is derived from (message, recipient, channel), so a
+            # racing copy may trip the primary key rather than the unique triple first.
+            .on_conflict_do_nothing()
             .returning(t.deliveries.c.delivery_id)
         )
         async with self._engine.begin() as connection:
@@ -264,17 +271,24 @@ class SqlStore:
         return Claim(record=_delivery_from_row(existing._mapping), is_new=False)
 
     async def record_event(self, event: DeliveryEvent) -> None:
+        changes: dict[str, Any] = {
+            "status": event.status.value,
+            "reason": event.reason.value if event.reason else None,
+            "updated_at": event.occurred_at,
+        }
+        # A report from the provider (delivered, bounced) names no provider of its own to
+        # overwrite what the send recorded.
+        if event.provider is not None:
+            changes["provider"] = event.provider
+        if event.provider_message_id is not None:
+            changes["provider_message_id"] = event.provider_message_id
+        if event.status is DeliveryStatus.SENT:
+            changes["sent_at"] = event.occurred_at
         async with self._engine.begin() as connection:
             await connection.execute(
                 sa.update(t.deliveries)
                 .where(t.deliveries.c.delivery_id == event.delivery_id)
-                .values(
-                    status=event.status.value,
-                    reason=event.reason.value if event.reason else None,
-                    provider=event.provider,
-                    provider_message_id=event.provider_message_id,
-                    updated_at=event.occurred_at,
-                )
+                .values(changes)
             )
             await connection.execute(
                 self._insert(t.delivery_events)
@@ -298,6 +312,191 @@ class SqlStore:
                 .order_by(t.deliveries.c.recipient_id, t.deliveries.c.channel)
             )
             return [_delivery_from_row(row._mapping) for row in rows]
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        return await self._one_delivery(t.deliveries.c.delivery_id == delivery_id)
+
+    async def delivery_by_provider_id(
+        self, channel: Channel, provider_message_id: str
+    ) -> DeliveryRecord | None:
+        return await self._one_delivery(
+            t.deliveries.c.channel == channel.value,
+            t.deliveries.c.provider_message_id == provider_message_id,
+        )
+
+    async def latest_delivery_to(
+        self, channel: Channel, address: str, not_after: datetime
+    ) -> DeliveryRecord | None:
+        return await self._one_delivery(
+            t.deliveries.c.channel == channel.value,
+            t.deliveries.c.address == address,
+            t.deliveries.c.sent_at <= not_after,
+            order_by=t.deliveries.c.sent_at.desc(),
+        )
+
+    async def open_deliveries_to(
+        self, message_id: str, channel: Channel, address: str
+    ) -> list[DeliveryRecord]:
+        """The message's deliveries to one address still waiting for a final status."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.deliveries).where(
+                    t.deliveries.c.message_id == message_id,
+                    t.deliveries.c.channel == channel.value,
+                    t.deliveries.c.address == address,
+                    t.deliveries.c.status.in_(
+                        [DeliveryStatus.SENT.value, DeliveryStatus.DEFERRED.value]
+                    ),
+                )
+            )
+            return [_delivery_from_row(row._mapping) for row in rows]
+
+    async def overdue_deliveries(
+        self, channel: Channel, status: DeliveryStatus, sent_before: datetime, limit: int = 500
+    ) -> list[DeliveryRecord]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.deliveries)
+                .where(
+                    t.deliveries.c.channel == channel.value,
+                    t.deliveries.c.status == status.value,
+                    t.deliveries.c.sent_at < sent_before,
+                )
+                .order_by(t.deliveries.c.sent_at)
+                .limit(limit)
+            )
+            return [_delivery_from_row(row._mapping) for row in rows]
+
+    async def _one_delivery(self, *conditions: Any, order_by: Any = None) -> DeliveryRecord | None:
+        statement = sa.select(t.deliveries).where(*conditions).limit(1)
+        if order_by is not None:
+            statement = statement.order_by(order_by)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else _delivery_from_row(row._mapping)
+
+    async def save_request(self, request: SendRequest) -> None:
+        """Keep the request, so a later failover can send the same message again."""
+        statement = (
+            self._insert(t.send_requests)
+            .values(
+                message_id=request.message_id,
+                payload=_request_to_json(request),
+                stored_at=self._clock.now(),
+            )
+            .on_conflict_do_nothing()
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def load_request(self, message_id: str) -> SendRequest | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(t.send_requests.c.payload).where(
+                        t.send_requests.c.message_id == message_id
+                    )
+                )
+            ).first()
+        return None if row is None else _request_from_json(row.payload)
+
+    async def provider_event_seen(self, provider: str, event_key: str) -> bool:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(t.provider_events.c.event_key).where(
+                        t.provider_events.c.provider == provider,
+                        t.provider_events.c.event_key == event_key,
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def remember_provider_event(self, provider: str, event_key: str) -> None:
+        statement = (
+            self._insert(t.provider_events)
+            .values(provider=provider, event_key=event_key[:200], seen_at=self._clock.now())
+            .on_conflict_do_nothing()
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def add_strike(self, channel: Channel, address: str) -> int:
+        """Count one more failure against the address; returns the new count."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                self._insert(t.contact_points)
+                .values(
+                    channel=channel.value,
+                    address=address,
+                    status=ContactStatus.ACTIVE.value,
+                    updated_at=self._clock.now(),
+                )
+                .on_conflict_do_nothing()
+            )
+            row = (
+                await connection.execute(
+                    sa.update(t.contact_points)
+                    .where(
+                        t.contact_points.c.channel == channel.value,
+                        t.contact_points.c.address == address,
+                    )
+                    .values(strikes=t.contact_points.c.strikes + 1)
+                    .returning(t.contact_points.c.strikes)
+                )
+            ).one()
+        return int(row.strikes)
+
+    async def mark_resume_link_sent(self, address: str) -> bool:
+        """True the first time for this failing period: only the first fallback SMS carries
+        the resume link."""
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.update(t.contact_points)
+                .where(
+                    t.contact_points.c.channel == Channel.EMAIL.value,
+                    t.contact_points.c.address == address,
+                    t.contact_points.c.resume_link_sent_at.is_(None),
+                )
+                .values(resume_link_sent_at=self._clock.now())
+            )
+        return bool(result.rowcount)
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                sa.insert(t.audit_log).values(
+                    occurred_at=entry.occurred_at,
+                    actor=entry.actor,
+                    scope=entry.scope,
+                    action=entry.action,
+                    channel=entry.channel.value if entry.channel else None,
+                    address=entry.address,
+                    note=entry.note,
+                    request_id=entry.request_id,
+                    outcome=entry.outcome,
+                )
+            )
+
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
+            )
+            return [
+                AuditEntry(
+                    occurred_at=row.occurred_at,
+                    actor=row.actor,
+                    scope=row.scope,
+                    action=row.action,
+                    channel=Channel(row.channel) if row.channel else None,
+                    address=row.address,
+                    note=row.note,
+                    request_id=row.request_id,
+                    outcome=row.outcome,
+                )
+                for row in rows
+            ]
 
     # -- app inbox and sandbox -------------------------------------------------------------
 
@@ -389,6 +588,8 @@ def _delivery_values(record: DeliveryRecord) -> dict[str, Any]:
         "language": record.language,
         "provider": record.provider,
         "provider_message_id": record.provider_message_id,
+        "district_id": record.district_id,
+        "sent_at": record.sent_at,
     }
 
 
@@ -408,6 +609,8 @@ def _delivery_from_row(row: RowMapping) -> DeliveryRecord:
         language=row["language"],
         provider=row["provider"],
         provider_message_id=row["provider_message_id"],
+        district_id=row["district_id"],
+        sent_at=row["sent_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -427,6 +630,7 @@ def _district_from_row(row: RowMapping) -> District:
         sms_sender=row["sms_sender"],
         email_from_address=row["email_from_address"],
         email_from_name=row["email_from_name"],
+        deferred_failover_minutes=row["deferred_failover_minutes"],
     )
 
 
@@ -443,4 +647,28 @@ def _recipient_from_row(row: RowMapping) -> Recipient:
         email=row["email"],
         app=row["app"],
         updated_at=row["updated_at"],
+    )
+
+
+def _request_to_json(request: SendRequest) -> dict[str, Any]:
+    data = dataclasses.asdict(request)
+    data["created_at"] = request.created_at.isoformat()
+    return data
+
+
+def _request_from_json(data: dict[str, Any]) -> SendRequest:
+    return SendRequest(
+        request_id=data["request_id"],
+        message_id=data["message_id"],
+        conversation_id=data["conversation_id"],
+        district_id=data["district_id"],
+        kind=RequestKind(data["kind"]),
+        sender=Sender(**data["sender"]),
+        body=data["body"],
+        language=data["language"],
+        translations=dict(data["translations"]),
+        attachments=tuple(Attachment(**a) for a in data["attachments"]),
+        recipient_ids=tuple(data["recipient_ids"]),
+        created_at=datetime.fromisoformat(data["created_at"]),
+        conversation_title=data.get("conversation_title"),
     )

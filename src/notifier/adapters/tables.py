@@ -47,6 +47,7 @@ districts = sa.Table(
     sa.Column("sms_sender", sa.String(64)),
     sa.Column("email_from_address", sa.String(320)),
     sa.Column("email_from_name", sa.Text),
+    sa.Column("deferred_failover_minutes", sa.Integer),
     sa.Column("stored_at", UtcDateTime, nullable=False),
 )
 
@@ -74,6 +75,8 @@ contact_points = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("reason", sa.String(32)),
     sa.Column("since", UtcDateTime),
+    sa.Column("strikes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("resume_link_sent_at", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
@@ -94,12 +97,47 @@ deliveries = sa.Table(
     sa.Column("language", sa.String(35)),
     sa.Column("provider", sa.String(32)),
     sa.Column("provider_message_id", sa.String(128), index=True),
+    sa.Column("district_id", sa.String(128)),
+    sa.Column("sent_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint(
         "message_id", "recipient_id", "channel", name="uq_deliveries_message_recipient_channel"
     ),
     sa.Index("ix_deliveries_recipient_created", "recipient_id", "created_at"),
+    sa.Index("ix_deliveries_address_sent", "channel", "address", "sent_at"),
+    sa.Index("ix_deliveries_status_sent", "status", "sent_at"),
+)
+
+send_requests = sa.Table(
+    "send_requests",
+    metadata,
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("stored_at", UtcDateTime, nullable=False),
+)
+
+provider_events = sa.Table(
+    "provider_events",
+    metadata,
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("event_key", sa.String(200), primary_key=True),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("scope", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(16)),
+    sa.Column("address", sa.String(320)),
+    sa.Column("note", sa.Text),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("outcome", sa.Text),
 )
 
 delivery_events = sa.Table(

@@ -1,5 +1,6 @@
 """Twilio Programmable Messaging: one SMS per delivery, built by the twilio SDK, sent over
-the service's shared httpx client.
+the service's shared httpx client; the signed webhooks Twilio posts back (message status
+callbacks and inbound messages), verified and parsed.
 
 The SDK builds the request (URL, form fields, Basic auth, headers) and parses the reply, but
 its transport is ours. Its own ``AsyncTwilioHttpClient`` (aiohttp) is unfit for sending
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -34,9 +36,11 @@ import httpx
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response as TwilioResponse
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from notifier.adapters.provider_http import retry_after_seconds, transport_error
+from notifier.adapters.webhooks import WebhookRejected
 from notifier.domain.model import OutboundMessage, Reason
 from notifier.ports import (
     PermanentProviderError,
@@ -46,6 +50,8 @@ from notifier.ports import (
 )
 
 PROVIDER = "twilio"
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
 
 # A whole SID, not just the "MG" prefix: an alphanumeric sender id may start with "MG" too.
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -207,3 +213,107 @@ def _detail(error: TwilioRestException | TwilioServiceException) -> str:
 
 def _code_text(code: int | None) -> str | None:
     return str(code) if code is not None else None
+
+
+class TwilioSignatureVerifier:
+    """Checks X-Twilio-Signature: base64 HMAC-SHA1, keyed with the account's auth token, of
+    the URL Twilio requested followed by each POST parameter's name and value in name order.
+
+    The URL must be the one configured with Twilio (scheme, host, path and query as Twilio
+    called them), not the one the app sees behind a proxy or load balancer, so the caller
+    passes it from configuration.
+
+    A request matched by a Twilio Webhooks Rule is signed with that rule's SharedKey instead
+    (it carries X-Twilio-Webhooks-Signature-Settings) and is rejected here.
+
+    https://www.twilio.com/docs/usage/webhooks/webhooks-security
+    """
+
+    def __init__(self, auth_token: str) -> None:
+        if not auth_token:
+            raise ValueError("the Twilio auth_token is required")
+        self._validator = RequestValidator(auth_token)
+
+    def verify(self, url: str, params: Mapping[str, str], signature: str | None) -> None:
+        """Return when ``signature`` is Twilio's for ``url`` and the form ``params`` (every
+        field received, none dropped or trimmed); raise WebhookRejected otherwise."""
+        if not signature:
+            raise WebhookRejected(f"missing {SIGNATURE_HEADER}")
+        # The SDK also accepts the URL with the default port added or removed, because
+        # Twilio has signed both forms.
+        if not self._validator.validate(url, params, signature):
+            raise WebhookRejected(f"{SIGNATURE_HEADER} does not match")
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioStatus:
+    """A message status callback.
+
+    https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
+    """
+
+    message_sid: str
+    message_status: str
+    """Lower-case: queued, sending, sent, delivered, undelivered, failed, ..."""
+    error_code: str | None
+    """Set for undelivered and failed, e.g. "30003" (https://www.twilio.com/docs/api/errors)."""
+    to: str | None
+    from_: str | None
+    account_sid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioInbound:
+    """A message someone sent to one of our numbers: a keyword (STOP, START, HELP) or a
+    reply.
+
+    https://www.twilio.com/docs/messaging/guides/webhook-request
+    """
+
+    message_sid: str
+    from_: str
+    """The person's phone number."""
+    to: str | None
+    """Our number that received it."""
+    body: str
+    """As sent, untrimmed; empty for a message with only media."""
+
+
+def parse_status_callback(form: Mapping[str, str]) -> TwilioStatus:
+    """The status callback in a verified form; ValueError when it lacks MessageSid or
+    MessageStatus."""
+    message_sid = _form_text(form, "MessageSid")
+    status = _form_text(form, "MessageStatus")
+    if message_sid is None or status is None:
+        raise ValueError("a Twilio status callback needs MessageSid and MessageStatus")
+    return TwilioStatus(
+        message_sid=message_sid,
+        message_status=status.lower(),
+        error_code=_form_text(form, "ErrorCode"),
+        to=_form_text(form, "To"),
+        from_=_form_text(form, "From"),
+        account_sid=_form_text(form, "AccountSid"),
+    )
+
+
+def parse_inbound(form: Mapping[str, str]) -> TwilioInbound:
+    """The inbound message in a verified form; ValueError when it lacks MessageSid or
+    From."""
+    message_sid = _form_text(form, "MessageSid")
+    sender = _form_text(form, "From")
+    if message_sid is None or sender is None:
+        raise ValueError("a Twilio inbound message needs MessageSid and From")
+    return TwilioInbound(
+        message_sid=message_sid,
+        from_=sender,
+        to=_form_text(form, "To"),
+        body=form.get("Body") or "",
+    )
+
+
+def _form_text(form: Mapping[str, str], name: str) -> str | None:
+    value = form.get(name)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None

@@ -105,6 +105,9 @@ class District:
     sms_sender: str | None
     email_from_address: str | None
     email_from_name: str | None
+    deferred_failover_minutes: int | None = None
+    """How long an email may stay deferred (or an SMS without a final status) before the
+    message fails over; None means the service's default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,8 @@ class ContactPoint:
     status: ContactStatus = ContactStatus.ACTIVE
     reason: Reason | None = None
     since: datetime | None = None
+    strikes: int = 0
+    """Failures counted towards marking the address failing (e.g. unreachable handset)."""
 
     @property
     def usable(self) -> bool:

@@ -38,6 +38,7 @@ def render_sms(
     first_name: str,
     text: MessageText,
     wording: Wording,
+    resume_link: str | None = None,
 ) -> RenderedSms:
     parts = [sms_label(wording, first_name) if district.sms_label else ""]
     parts.append(
@@ -52,6 +53,13 @@ def render_sms(
             "\n"
             + wording.gettext("Attachment: {url}").format(
                 url=attachment.url, filename=attachment.filename
+            )
+        )
+    if resume_link:
+        parts.append(
+            "\n"
+            + wording.gettext("Email working again? Tap to get messages by email: {link}").format(
+                link=resume_link
             )
         )
     return RenderedSms("".join(parts))

@@ -83,9 +83,14 @@ def choose_channel(recipient: Recipient, district: District) -> ChannelChoice | 
     return None
 
 
+def other_channel(channel: Channel) -> Channel | None:
+    """SMS for email and email for SMS; the app has no other."""
+    return {Channel.SMS: Channel.EMAIL, Channel.EMAIL: Channel.SMS}.get(channel)
+
+
 def alternate_channel(recipient: Recipient, channel: Channel) -> Channel | None:
     """Rule 2: the other of SMS and email, when the person has that contact point."""
-    other = {Channel.SMS: Channel.EMAIL, Channel.EMAIL: Channel.SMS}.get(channel)
+    other = other_channel(channel)
     if other is None or recipient.address_for(other) is None:
         return None
     return other

@@ -1,5 +1,5 @@
-"""Use cases: one async function per command. They take their collaborators as arguments
-(ports, never adapters or settings) and leave transport concerns to the entrypoints."""
+"""Delivering a send request: resolve each recipient, send, record, publish.
+Each delivery happens at most once per (message, recipient, channel)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from tenacity import (
     AsyncRetrying,
@@ -39,6 +40,7 @@ from notifier.domain.resolution import (
     plan_recipient,
     recipients_to_notify,
 )
+from notifier.domain.resume_links import make_token
 from notifier.ports import (
     Catalogs,
     ChannelSender,
@@ -69,6 +71,19 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumeLinks:
+    """Issues the signed "use my email again" link carried by the first fallback SMS."""
+
+    base_url: str
+    secret: bytes
+    valid_for: timedelta
+
+    def url_for(self, address: str, now: datetime) -> str:
+        token = make_token(address, now + self.valid_for, self.secret)
+        return f"{self.base_url.rstrip('/')}/r/{token}"
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryDependencies:
     store: Store
     senders: Mapping[Channel, ChannelSender]
@@ -79,6 +94,8 @@ class DeliveryDependencies:
     retry: RetryPolicy
     in_flight: asyncio.Semaphore
     """Bounds provider calls in progress across all requests of the process."""
+    resume_links: ResumeLinks | None = None
+    """None when no public URL is configured: fallback texts then carry no link."""
     underway: dict[str, asyncio.Future[DeliveryEvent]] = field(default_factory=dict)
     """Deliveries being worked on in this process, by id. A copy of the same request in the
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
@@ -102,6 +119,7 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
     recorded is then found by its deterministic id and not repeated.
     """
     district = admit(request, await deps.store.district(request.district_id))
+    await deps.store.save_request(request)
     recipient_ids = recipients_to_notify(request)
     profiles = await deps.store.recipients(recipient_ids)
     points = await deps.store.contact_points(
@@ -131,6 +149,18 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
         outcomes=tuple(event for event, _ in results),
         repeated=sum(1 for _, repeated in results if repeated),
     )
+
+
+async def deliver_planned(
+    request: SendRequest,
+    district: District,
+    plan: RecipientPlan,
+    planned: PlannedDelivery,
+    deps: DeliveryDependencies,
+) -> DeliveryEvent:
+    """One delivery outside a request's first pass, e.g. the fallback after a bounce."""
+    event, _ = await _deliver(request, district, plan, planned, deps)
+    return event
 
 
 async def _deliver(
@@ -181,6 +211,7 @@ async def _deliver_once(
         route=planned.route,
         fallback_from=planned.fallback_from,
         language=plan.language,
+        district_id=district.id,
     )
     claim = await deps.store.claim_delivery(record)
     if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
@@ -195,7 +226,9 @@ async def _deliver_once(
 
     # Still queued from an earlier attempt means that attempt died mid-send and its outcome
     # is unknown; sending again risks a duplicate, not sending risks a lost notice. We send.
-    message = _outbound(request, district, plan, planned, delivery_id, deps)
+    message = _outbound(
+        request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
+    )
     final = await _send(message, record, deps)
     if final.status is DeliveryStatus.SENT:
         deps.metrics.delivery_latency(
@@ -261,6 +294,7 @@ def _outbound(
     planned: PlannedDelivery,
     delivery_id: str,
     deps: DeliveryDependencies,
+    resume_link: str | None,
 ) -> OutboundMessage:
     wording = deps.catalogs.wording(plan.language)
     text = message_text(request, plan.language) or original_text(request)
@@ -276,7 +310,9 @@ def _outbound(
     if planned.channel is Channel.SMS:
         return replace(
             message,
-            sms=render_sms(request, district, _first_name(plan.recipient), text, wording),
+            sms=render_sms(
+                request, district, _first_name(plan.recipient), text, wording, resume_link
+            ),
             sender_address=district.sms_sender,
         )
     if planned.channel is Channel.EMAIL:
@@ -287,6 +323,23 @@ def _outbound(
             sender_name=district.email_from_name or district.name,
         )
     return replace(message, inbox_body=text.text, sender_name=request.sender.display_name)
+
+
+async def _resume_link(
+    plan: RecipientPlan, planned: PlannedDelivery, deps: DeliveryDependencies
+) -> str | None:
+    # Only the first text standing in for a failing email carries the link: enough for the
+    # person to act on, without repeating it in every message while the inbox is broken.
+    email = plan.recipient.email
+    if (
+        deps.resume_links is None
+        or planned.channel is not Channel.SMS
+        or planned.fallback_from is not Channel.EMAIL
+        or email is None
+        or not await deps.store.mark_resume_link_sent(email)
+    ):
+        return None
+    return deps.resume_links.url_for(email, deps.clock.now())
 
 
 def _first_name(recipient: Recipient) -> str:
@@ -385,20 +438,3 @@ def _event(
         language=record.language,
         occurred_at=clock.now(),
     )
-
-
-async def apply_recipient(recipient: Recipient, store: Store) -> bool:
-    """A directory profile: stored unless the stored one is newer (events come out of order)."""
-    return await store.upsert_recipient(recipient)
-
-
-async def remove_recipient(recipient_id: str, store: Store) -> bool:
-    return await store.delete_recipient(recipient_id)
-
-
-async def apply_district(district: District, store: Store) -> None:
-    await store.upsert_district(district)
-
-
-async def remove_district(district_id: str, store: Store) -> bool:
-    return await store.delete_district(district_id)

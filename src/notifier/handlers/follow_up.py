@@ -1,0 +1,285 @@
+"""After sending: provider reports move deliveries forward, mark addresses failing or opted
+out, and send the message again on the other channel; a timer does the same for messages
+that never reach a final status."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from notifier.domain.identity import event_id_for
+from notifier.domain.lifecycle import (
+    Classification,
+    ContactEffect,
+    ProviderReport,
+    failover_route,
+    moves_forward,
+)
+from notifier.domain.model import (
+    Channel,
+    ContactPoint,
+    ContactStatus,
+    DeliveryEvent,
+    DeliveryStatus,
+    Reason,
+)
+from notifier.domain.resolution import (
+    PlannedDelivery,
+    RecipientPlan,
+    choose_language,
+    contact_point,
+    other_channel,
+)
+from notifier.handlers.contact_points import Actor, ContactPointDependencies, reset_contact_point
+from notifier.handlers.delivery import DeliveryDependencies, deliver_planned
+from notifier.ports import DeliveryRecord
+
+log = logging.getLogger(__name__)
+
+OUR_TIMER = "notifier"
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpPolicy:
+    strikes_to_fail: int = 3
+    """Repeated failures (an unreachable handset, long deferrals) that mark an address."""
+    overdue_after: timedelta = timedelta(minutes=30)
+    """Default time to a final status before failing over; a district may set its own."""
+    sms_final_status_expected: bool = False
+    """True when Twilio status callbacks are configured; without them every text would look
+    overdue."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpDependencies:
+    delivery: DeliveryDependencies
+    contact_points: ContactPointDependencies
+    policy: FollowUpPolicy
+
+
+class ReportOutcome(StrEnum):
+    APPLIED = "applied"
+    LATE = "late"
+    """The delivery had already moved past it (statuses only move forward)."""
+    REPEATED = "repeated"
+    UNMATCHED = "unmatched"
+    IGNORED = "ignored"
+
+
+async def record_provider_report(
+    report: ProviderReport, deps: FollowUpDependencies
+) -> ReportOutcome:
+    store = deps.delivery.store
+    if report.event_key and await store.provider_event_seen(report.provider, report.event_key):
+        return ReportOutcome.REPEATED
+    outcome = await _apply(report, deps)
+    # Remembered only once applied: a webhook retried after a crash mid-way is processed
+    # again, which is safe because every step is idempotent.
+    if report.event_key:
+        await store.remember_provider_event(report.provider, report.event_key)
+    return outcome
+
+
+async def _apply(report: ProviderReport, deps: FollowUpDependencies) -> ReportOutcome:
+    classification = report.classification
+    delivery = await _matching_delivery(report, deps)
+    address = report.address or (delivery.address if delivery else None)
+    if address:
+        await _apply_to_address(report.channel, address, classification, report.occurred_at, deps)
+    if delivery is None:
+        return ReportOutcome.UNMATCHED if classification.status else ReportOutcome.IGNORED
+    if classification.status is None:
+        return ReportOutcome.IGNORED
+    if not moves_forward(delivery.status, classification.status):
+        # e.g. a "delivered" after the bounce that failed it over, or a bounce after
+        # "delivered": the address has been told about above, nothing is sent again.
+        return ReportOutcome.LATE
+
+    await _record(delivery, classification.status, classification.reason, deps.delivery)
+    if classification.fail_over:
+        await fail_over(delivery, classification.status, classification.reason, deps)
+        if classification.contact in (ContactEffect.FAILING, ContactEffect.OPTED_OUT) and address:
+            # The address itself is broken: the same message's other deliveries to it (a
+            # family sharing the inbox) won't arrive either, so they fail over now too.
+            for sibling in await deps.delivery.store.open_deliveries_to(
+                delivery.message_id, delivery.channel, address
+            ):
+                await _record(sibling, DeliveryStatus.FAILED, classification.reason, deps.delivery)
+                await fail_over(sibling, DeliveryStatus.FAILED, classification.reason, deps)
+    return ReportOutcome.APPLIED
+
+
+async def _matching_delivery(
+    report: ProviderReport, deps: FollowUpDependencies
+) -> DeliveryRecord | None:
+    """Our ids first; then the provider's message id; then (SendGrid's delayed bounces carry
+    neither) the last delivery to the address before the report."""
+    store = deps.delivery.store
+    if report.delivery_id:
+        found = await store.delivery(report.delivery_id)
+        if found is not None:
+            return found
+    if report.provider_message_id:
+        found = await store.delivery_by_provider_id(report.channel, report.provider_message_id)
+        if found is not None:
+            return found
+    if report.address:
+        return await store.latest_delivery_to(report.channel, report.address, report.occurred_at)
+    return None
+
+
+async def _apply_to_address(
+    channel: Channel,
+    address: str,
+    classification: Classification,
+    occurred_at: datetime,
+    deps: FollowUpDependencies,
+) -> None:
+    store = deps.delivery.store
+    current = contact_point(await store.contact_points([(channel, address)]), channel, address)
+    effect = classification.contact
+    reason = classification.address_reason
+
+    if effect is ContactEffect.FAILING_IF_REPEATED:
+        strikes = await store.add_strike(channel, address)
+        if strikes < deps.policy.strikes_to_fail:
+            return
+        effect = ContactEffect.FAILING
+    if effect is ContactEffect.FAILING and current.status is ContactStatus.ACTIVE:
+        await store.set_contact_point(
+            ContactPoint(channel, address, ContactStatus.FAILING, reason, occurred_at)
+        )
+        log.info("%s address now failing (%s)", channel, reason)
+    elif effect is ContactEffect.OPTED_OUT and current.status is not ContactStatus.OPTED_OUT:
+        await store.set_contact_point(
+            ContactPoint(channel, address, ContactStatus.OPTED_OUT, reason, occurred_at)
+        )
+    elif effect is ContactEffect.WORKS and current.status is ContactStatus.FAILING:
+        # A tracked click from the address: the mailbox works again; the person's own reset.
+        await reset_contact_point(
+            channel, address, Actor.person("tracked click"), None, None, deps.contact_points
+        )
+    elif (
+        classification.status is DeliveryStatus.DELIVERED
+        and current.strikes
+        and current.status is ContactStatus.ACTIVE
+    ):
+        await store.set_contact_point(ContactPoint(channel, address))
+
+
+async def _record(
+    delivery: DeliveryRecord,
+    status: DeliveryStatus,
+    reason: Reason | None,
+    deps: DeliveryDependencies,
+) -> None:
+    event = DeliveryEvent(
+        event_id=event_id_for(delivery.delivery_id, status),
+        delivery_id=delivery.delivery_id,
+        message_id=delivery.message_id,
+        conversation_id=delivery.conversation_id,
+        recipient_id=delivery.recipient_id,
+        channel=delivery.channel,
+        status=status,
+        reason=reason,
+        fallback_from=delivery.fallback_from,
+        route=delivery.route,
+        provider=delivery.provider,
+        provider_message_id=delivery.provider_message_id,
+        language=delivery.language,
+        occurred_at=deps.clock.now(),
+    )
+    await deps.store.record_event(event)
+    deps.metrics.delivery_recorded(delivery.channel, status)
+    await deps.events.publish([event])
+
+
+async def fail_over(
+    delivery: DeliveryRecord,
+    status: DeliveryStatus,
+    reason: Reason | None,
+    deps: FollowUpDependencies,
+) -> None:
+    """Send the same message again on the other channel, once: never back and forth. When
+    the other channel is failing too, that fallback is recorded as skipped or suppressed
+    (the app inbox, which always has the message, is then the last resort)."""
+    alternate = other_channel(delivery.channel)
+    if alternate is None or delivery.fallback_from is not None:
+        return
+    store = deps.delivery.store
+    request = await store.load_request(delivery.message_id)
+    recipient = (await store.recipients([delivery.recipient_id])).get(delivery.recipient_id)
+    district = await store.district(delivery.district_id) if delivery.district_id else None
+    if request is None or recipient is None or district is None:
+        log.warning(
+            "cannot fail over delivery %s: its request or recipient is gone", delivery.delivery_id
+        )
+        return
+    address = recipient.address_for(alternate)
+    if address is None:
+        return  # nothing to fail over to; the bounced/failed event already says so
+
+    route = failover_route(status, reason)
+    point = contact_point(await store.contact_points([(alternate, address)]), alternate, address)
+    planned = PlannedDelivery(alternate, address, route, fallback_from=delivery.channel)
+    if point.status is ContactStatus.OPTED_OUT:
+        planned = PlannedDelivery(
+            alternate, address, route, delivery.channel, DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT
+        )
+    elif point.status is ContactStatus.FAILING:
+        planned = PlannedDelivery(
+            alternate, address, route, delivery.channel, DeliveryStatus.SKIPPED, point.reason
+        )
+    language = delivery.language or choose_language(recipient.language, district)
+    plan = RecipientPlan(recipient, language, (planned,))
+    await deliver_planned(request, district, plan, planned, deps.delivery)
+
+
+async def fail_over_overdue(deps: FollowUpDependencies) -> int:
+    """The durable timer: an email still only deferred (or, with status callbacks on, a text
+    still only sent) past its district's limit fails over as deferred_too_long. It reads the
+    store, so it survives restarts; run it periodically."""
+    store = deps.delivery.store
+    now = deps.delivery.clock.now()
+    waiting = [(Channel.EMAIL, DeliveryStatus.DEFERRED)]
+    if deps.policy.sms_final_status_expected:
+        waiting.append((Channel.SMS, DeliveryStatus.SENT))
+    districts: dict[str, timedelta] = {}
+    handled = 0
+    for channel, status in waiting:
+        # Candidates by the shortest limit any district may have; filtered per district below.
+        for delivery in await store.overdue_deliveries(channel, status, now - timedelta(minutes=1)):
+            limit = await _overdue_limit(delivery.district_id, districts, deps)
+            if delivery.sent_at is None or delivery.sent_at > now - limit:
+                continue
+            mailbox_full = delivery.reason is Reason.MAILBOX_FULL
+            report = ProviderReport(
+                provider=OUR_TIMER,
+                channel=channel,
+                classification=Classification(
+                    status=DeliveryStatus.FAILED,
+                    reason=Reason.DEFERRED_TOO_LONG,
+                    contact=ContactEffect.FAILING_IF_REPEATED,
+                    fail_over=True,
+                    contact_reason=Reason.MAILBOX_FULL if mailbox_full else Reason.UNREACHABLE,
+                ),
+                occurred_at=now,
+                delivery_id=delivery.delivery_id,
+            )
+            await record_provider_report(report, deps)
+            handled += 1
+    return handled
+
+
+async def _overdue_limit(
+    district_id: str | None, known: dict[str, timedelta], deps: FollowUpDependencies
+) -> timedelta:
+    if district_id is None:
+        return deps.policy.overdue_after
+    if district_id not in known:
+        district = await deps.delivery.store.district(district_id)
+        minutes = district.deferred_failover_minutes if district else None
+        known[district_id] = timedelta(minutes=minutes) if minutes else deps.policy.overdue_after
+    return known[district_id]
