@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,8 +203,15 @@ async def _reader(topic: str, partitions: int) -> Topic:
     return Topic(topic, consumer)
 
 
-@pytest.fixture
-async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
+SettingsChange = Callable[[Settings, FakeTwilio, FakeSendGrid], Settings]
+
+
+@asynccontextmanager
+async def running_pipeline(
+    tmp_path: Path, change: SettingsChange | None = None
+) -> AsyncIterator[Pipeline]:
+    """The service on its own topics, group and store, talking to fresh fake providers;
+    ``change`` adjusts the settings before it starts."""
     run = uuid.uuid4().hex[:10]
     kafka = KafkaSettings(
         bootstrap_servers=kafka_bootstrap(),
@@ -230,6 +238,8 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
                 api_key=SecretStr(sendgrid.api_key), api_base_url=sendgrid.base_url
             ),
         )
+        if change is not None:
+            settings = change(settings, twilio, sendgrid)
         producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
         await producer.start()
         line = Pipeline(settings, producer, twilio, sendgrid, events=None, dead_letters=None)  # type: ignore[arg-type]
@@ -243,6 +253,12 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
             await line.events.consumer.stop()
             await line.dead_letters.consumer.stop()
             await producer.stop()
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
+    async with running_pipeline(tmp_path) as line:
+        yield line
 
 
 def _by_recipient(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -168,14 +168,21 @@ def test_failing_primary_falls_back_to_the_alternate_channel() -> None:
     assert delivery.needs_sending
 
 
-def test_opted_out_primary_falls_back_to_the_alternate_channel() -> None:
+def test_opted_out_primary_is_recorded_suppressed_and_the_alternate_is_used() -> None:
     points = opted_out(Channel.SMS, PHONE)
 
-    delivery = notification(plan_recipient(recipient(), district(), points).deliveries)
+    sms, email, inbox = plan_recipient(recipient(), district(), points).deliveries
 
-    assert delivery.channel is Channel.EMAIL
-    assert delivery.route is Route.CONTACT_POINT_FAILING
-    assert delivery.fallback_from is Channel.SMS
+    assert (sms.channel, sms.outcome, sms.reason) == (
+        Channel.SMS,
+        DeliveryStatus.SUPPRESSED,
+        Reason.OPTED_OUT,
+    )
+    assert email.channel is Channel.EMAIL
+    assert email.needs_sending
+    assert email.route is Route.CONTACT_POINT_FAILING
+    assert email.fallback_from is Channel.SMS
+    assert inbox.channel is Channel.APP
 
 
 def test_opted_out_primary_without_alternate_is_suppressed_as_opted_out() -> None:

@@ -23,7 +23,7 @@ from notifier.adapters.twilio import (
     parse_inbound,
     parse_status_callback,
 )
-from notifier.adapters.webhooks import WebhookRejected
+from notifier.ports import WebhookRejected
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
 
 NOW = 1_764_342_000
@@ -657,7 +657,7 @@ def test_inbound_message_is_parsed_with_the_body_as_sent() -> None:
     inbound = parse_inbound(INBOUND_FORM)
 
     assert inbound.message_sid == INBOUND_FORM["MessageSid"]
-    assert inbound.from_ == "+15555550123"
+    assert inbound.sender == "+15555550123"
     assert inbound.to == "+15005550006"
     assert inbound.body == " Stop "
 
@@ -683,4 +683,4 @@ def test_signed_inbound_form_verifies_and_parses(
     signature = twilio_signature(AUTH_TOKEN, url, INBOUND_FORM)
 
     twilio_verifier.verify(url, INBOUND_FORM, signature)
-    assert parse_inbound(INBOUND_FORM).from_ == "+15555550123"
+    assert parse_inbound(INBOUND_FORM).sender == "+15555550123"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from faststream.kafka import KafkaBroker
@@ -19,14 +20,21 @@ from notifier.adapters.kafka_events import KafkaEventPublisher
 from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
 from notifier.adapters.migrations import migrate
 from notifier.adapters.sandbox import SandboxSender
-from notifier.adapters.sendgrid import SendGridEmail
+from notifier.adapters.sendgrid import (
+    SendGridBounceList,
+    SendGridEmail,
+    SendGridEventVerifier,
+    SendGridWebhook,
+)
 from notifier.adapters.store import SqlStore, create_engine
-from notifier.adapters.twilio import TwilioSms
+from notifier.adapters.twilio import TwilioSignatureVerifier, TwilioSms, TwilioWebhooks
 from notifier.config import Settings
 from notifier.domain.model import Channel
-from notifier.handlers import DeliveryDependencies, RetryPolicy
+from notifier.handlers.contact_points import ContactPointDependencies
+from notifier.handlers.delivery import DeliveryDependencies, ResumeLinks, RetryPolicy
+from notifier.handlers.follow_up import FollowUpDependencies, FollowUpPolicy
 from notifier.metrics import PrometheusMetrics
-from notifier.ports import ChannelSender
+from notifier.ports import ChannelSender, EmailEventsWebhook, SmsWebhooks, Suppressions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,10 @@ class Container:
     http_client: httpx.AsyncClient
     metrics: PrometheusMetrics
     deliveries: DeliveryDependencies
+    follow_up: FollowUpDependencies
+    email_events: EmailEventsWebhook | None
+    """None when no verification key is configured: the webhook then refuses everything."""
+    sms_webhooks: SmsWebhooks | None
 
     async def start(self) -> None:
         """Create missing topics, then connect the broker (and start its subscribers)."""
@@ -96,28 +108,57 @@ async def open_container(settings: Settings) -> Container:
     )
     broker = create_broker(settings)
     metrics = PrometheusMetrics()
+    providers = _providers(settings, store, http_client)
+    delivery = settings.delivery
     deliveries = DeliveryDependencies(
         store=store,
-        senders=_senders(settings, store, http_client),
+        senders=providers.senders,
         events=KafkaEventPublisher(broker, settings.kafka.delivery_events_topic),
         catalogs=GettextCatalogs(),
         clock=clock,
         metrics=metrics,
-        retry=RetryPolicy(
-            attempts=settings.delivery.retry_attempts,
-            max_seconds=settings.delivery.retry_max_seconds,
-        ),
-        in_flight=asyncio.Semaphore(settings.delivery.max_in_flight),
+        retry=RetryPolicy(attempts=delivery.retry_attempts, max_seconds=delivery.retry_max_seconds),
+        in_flight=asyncio.Semaphore(delivery.max_in_flight),
+        resume_links=_resume_links(settings),
     )
-    return Container(settings, broker, store, http_client, metrics, deliveries)
+    contact_points = ContactPointDependencies(store, providers.suppressions, clock)
+    follow_up = FollowUpDependencies(
+        delivery=deliveries,
+        contact_points=contact_points,
+        policy=FollowUpPolicy(
+            strikes_to_fail=delivery.strikes_to_fail,
+            overdue_after=timedelta(seconds=delivery.overdue_seconds),
+            sms_final_status_expected=settings.twilio.status_callback_url is not None,
+        ),
+    )
+    return Container(
+        settings=settings,
+        broker=broker,
+        store=store,
+        http_client=http_client,
+        metrics=metrics,
+        deliveries=deliveries,
+        follow_up=follow_up,
+        email_events=providers.email_events,
+        sms_webhooks=providers.sms_webhooks,
+    )
 
 
-def _senders(
-    settings: Settings, store: SqlStore, http_client: httpx.AsyncClient
-) -> dict[Channel, ChannelSender]:
+@dataclass(frozen=True)
+class _Providers:
+    senders: dict[Channel, ChannelSender]
+    suppressions: dict[Channel, Suppressions]
+    email_events: EmailEventsWebhook | None
+    sms_webhooks: SmsWebhooks | None
+
+
+def _providers(settings: Settings, store: SqlStore, http_client: httpx.AsyncClient) -> _Providers:
     twilio, sendgrid = settings.twilio, settings.sendgrid
     sms: ChannelSender
     email: ChannelSender
+    suppressions: dict[Channel, Suppressions] = {}
+    sms_webhooks: SmsWebhooks | None = None
+    email_events: EmailEventsWebhook | None = None
     if twilio.configured:
         assert twilio.account_sid is not None
         assert twilio.auth_token is not None
@@ -129,21 +170,46 @@ def _senders(
             timeout_seconds=twilio.timeout_seconds,
             status_callback_url=twilio.status_callback_url,
         )
+        sms_webhooks = TwilioWebhooks(TwilioSignatureVerifier(twilio.auth_token.get_secret_value()))
     else:
         log.warning("Twilio has no credentials: SMS go to the sandbox outbox, not to phones")
         sms = SandboxSender(Channel.SMS, store)
     if sendgrid.configured:
         assert sendgrid.api_key is not None
-        email = SendGridEmail(
+        sendgrid_email = SendGridEmail(
             api_key=sendgrid.api_key.get_secret_value(),
             api_base_url=sendgrid.api_base_url,
             http_client=http_client,
             timeout_seconds=sendgrid.timeout_seconds,
         )
+        email = sendgrid_email
+        suppressions[Channel.EMAIL] = SendGridBounceList(sendgrid_email)
     else:
         log.warning("SendGrid has no API key: email goes to the sandbox outbox, not to inboxes")
         email = SandboxSender(Channel.EMAIL, store)
-    return {Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: AppInbox(store)}
+    if sendgrid.webhook_public_key:
+        email_events = SendGridWebhook(
+            SendGridEventVerifier(
+                sendgrid.webhook_public_key, max_age_seconds=sendgrid.webhook_max_age_seconds
+            )
+        )
+    return _Providers(
+        senders={Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: AppInbox(store)},
+        suppressions=suppressions,
+        email_events=email_events,
+        sms_webhooks=sms_webhooks,
+    )
+
+
+def _resume_links(settings: Settings) -> ResumeLinks | None:
+    secret = settings.delivery.resume_link_secret
+    if settings.http.public_base_url is None or secret is None:
+        return None
+    return ResumeLinks(
+        base_url=settings.http.public_base_url,
+        secret=secret.get_secret_value().encode(),
+        valid_for=timedelta(hours=settings.delivery.resume_link_valid_hours),
+    )
 
 
 async def migrate_database(settings: Settings) -> None:

@@ -90,6 +90,11 @@ class TwilioSettings(BaseModel):
         None, description="Public URL of POST /webhooks/twilio/status, sent with each SMS."
     )
     timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one Twilio API call.")
+    inbound_url: str | None = Field(
+        None,
+        description="Public URL of POST /webhooks/twilio/inbound as Twilio calls it (signatures "
+        "are over the URL Twilio used, which differs from ours behind a proxy).",
+    )
 
     @property
     def configured(self) -> bool:
@@ -102,6 +107,14 @@ class SendGridSettings(BaseModel):
     )
     api_base_url: str = Field("https://api.sendgrid.com", description="SendGrid v3 API base URL.")
     timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one SendGrid API call.")
+    webhook_public_key: str | None = Field(
+        None,
+        description="Event Webhook verification key (base64, from SendGrid's Mail Settings); "
+        "without it POST /webhooks/sendgrid/events refuses every request.",
+    )
+    webhook_max_age_seconds: float = Field(
+        600.0, gt=0, description="Oldest signed Event Webhook timestamp accepted (replays)."
+    )
 
     @property
     def configured(self) -> bool:
@@ -111,6 +124,11 @@ class SendGridSettings(BaseModel):
 class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface of the HTTP server (0.0.0.0 in pods).")
     port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP server.")
+    public_base_url: str | None = Field(
+        None,
+        description="Base URL people reach the service at, for the resume-email link in "
+        "fallback texts; without it (or a link secret) texts carry no link.",
+    )
 
 
 class DeliverySettings(BaseModel):
@@ -123,13 +141,52 @@ class DeliverySettings(BaseModel):
     retry_max_seconds: float = Field(
         30.0, gt=0, description="Longest total time spent retrying one delivery."
     )
+    overdue_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds an email may stay deferred (or a text without a final status) "
+        "before failing over; a district's deferred_failover_minutes overrides it.",
+    )
+    overdue_check_seconds: float = Field(
+        60.0, gt=0, description="How often the consumer looks for overdue deliveries."
+    )
+    strikes_to_fail: int = Field(
+        3, ge=1, description="Repeated failures of one address that mark it failing."
+    )
+    resume_link_secret: SecretStr | None = Field(
+        None, description="Key signing the resume-email links (secret)."
+    )
+    resume_link_valid_hours: int = Field(
+        72, ge=1, description="How long a resume-email link works."
+    )
+
+
+class ApiToken(BaseModel):
+    name: str = Field(description="Who holds it; recorded in the audit log.")
+    scope: Literal["support", "self-service", "admin"]
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token, hex (never the token)."
+    )
+    recipient_id: str | None = Field(
+        None, description="For self-service tokens: the one recipient they act for."
+    )
+
+
+class ApiSettings(BaseModel):
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="Bearer tokens of /api/, as a JSON list of {name, scope, sha256, "
+        "recipient_id}; only hashes are configured.",
+    )
 
 
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
 
-SECRET_FIELDS = frozenset({("twilio", "auth_token"), ("sendgrid", "api_key")})
+SECRET_FIELDS = frozenset(
+    {("twilio", "auth_token"), ("sendgrid", "api_key"), ("delivery", "resume_link_secret")}
+)
 
 
 class _YamlWithoutSecrets(YamlConfigSettingsSource):
@@ -152,6 +209,7 @@ class Settings(BaseSettings):
     sendgrid: SendGridSettings = SendGridSettings()
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()
+    api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
 
     model_config = SettingsConfigDict(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from notifier.domain.model import Channel, DeliveryStatus
+from notifier.domain.model import Channel, DeliveryStatus, Reason
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -57,6 +57,31 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+        self.failovers = Counter(
+            "notifier_failovers_total",
+            "Messages sent again on the other channel, by channels and reason.",
+            ["from_channel", "to_channel", "reason"],
+            registry=self.registry,
+        )
+        self.bounces = Counter(
+            "notifier_bounces_total",
+            "Provider reports that an address failed or opted out, by channel and reason.",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
+        self.resets = Counter(
+            "notifier_status_resets_total",
+            "Contact points set back to active, by channel and who did it.",
+            ["channel", "actor"],
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "notifier_webhook_reports_total",
+            "Provider webhook reports, by provider and what became of them.",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+
     def request_processed(self, outcome: str) -> None:
         self.send_requests.labels(outcome).inc()
 
@@ -74,3 +99,19 @@ class PrometheusMetrics:
 
     def directory_event(self, kind: str, outcome: str) -> None:
         self.directory_events.labels(kind, outcome).inc()
+
+    def failover(self, from_channel: Channel, to_channel: Channel, reason: Reason | None) -> None:
+        self.failovers.labels(from_channel.value, to_channel.value, _reason(reason)).inc()
+
+    def bounce(self, channel: Channel, reason: Reason | None) -> None:
+        self.bounces.labels(channel.value, _reason(reason)).inc()
+
+    def status_reset(self, channel: Channel, actor: str) -> None:
+        self.resets.labels(channel.value, actor).inc()
+
+    def webhook_reports(self, provider: str, outcome: str, count: int) -> None:
+        self.webhooks.labels(provider, outcome).inc(count)
+
+
+def _reason(reason: Reason | None) -> str:
+    return reason.value if reason else "none"

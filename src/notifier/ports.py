@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -68,6 +69,53 @@ class PermanentProviderError(ProviderError):
 class UnknownOutcomeError(ProviderError):
     """The request may or may not have been accepted (e.g. the connection dropped after the
     body was sent). Retrying risks a duplicate; not retrying risks a lost message."""
+
+
+class WebhookRejected(Exception):
+    """A webhook request is not proven to come from the provider (a signature or timestamp
+    header missing, malformed, stale or not matching): answer 403 and change nothing.
+    ``reason`` says which check failed, for the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class InboundText:
+    """A text someone sent to one of our numbers: a keyword (STOP, START, HELP) or a reply."""
+
+    message_sid: str
+    sender: str
+    """The person's phone number."""
+    to: str | None
+    """Our number that received it."""
+    body: str
+    """As sent, untrimmed; empty for a message with only media."""
+
+
+class EmailEventsWebhook(Protocol):
+    """The email provider's event webhook: verified, then read as provider reports."""
+
+    def reports(
+        self, body: bytes, headers: Mapping[str, str], now: datetime
+    ) -> list[ProviderReport]:
+        """Raises ``WebhookRejected`` (answer 403) or ``ValueError`` (malformed, 400).
+        ``headers`` are the request's, looked up case-insensitively."""
+        ...
+
+
+class SmsWebhooks(Protocol):
+    """The SMS provider's status callbacks and inbound texts, verified against the URL the
+    provider called (configured, since the service runs behind a proxy)."""
+
+    def status_report(
+        self, url: str, form: Mapping[str, str], headers: Mapping[str, str], now: datetime
+    ) -> ProviderReport: ...
+
+    def inbound_text(
+        self, url: str, form: Mapping[str, str], headers: Mapping[str, str]
+    ) -> InboundText: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,3 +286,9 @@ class Metrics(Protocol):
     def delivery_latency(self, channel: Channel, seconds: float) -> None: ...
 
     def duplicate_suppressed(self, channel: Channel) -> None: ...
+
+    def failover(
+        self, from_channel: Channel, to_channel: Channel, reason: Reason | None
+    ) -> None: ...
+
+    def bounce(self, channel: Channel, reason: Reason | None) -> None: ...

@@ -175,6 +175,13 @@ class DistrictWire(_Inbound):
     timezone: str = "UTC"
     sms_sender: str | None = None
     email_from: EmailFromWire | None = None
+    deferred_failover_minutes: int | None = Field(
+        None,
+        ge=1,
+        le=4320,
+        description="Not in district/1 yet: minutes an email may stay deferred before the "
+        "message fails over (default: the service's setting).",
+    )
 
     def to_domain(self) -> District:
         return District(
@@ -190,6 +197,7 @@ class DistrictWire(_Inbound):
             sms_sender=self.sms_sender,
             email_from_address=self.email_from.email if self.email_from else None,
             email_from_name=self.email_from.name if self.email_from else None,
+            deferred_failover_minutes=self.deferred_failover_minutes,
         )
 
 

@@ -18,7 +18,9 @@ import base64
 import binascii
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -39,13 +41,15 @@ from sendgrid.helpers.mail import (
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from notifier.adapters.provider_http import retry_after_seconds, transport_error
-from notifier.adapters.webhooks import WebhookRejected
-from notifier.domain.model import OutboundMessage, Reason
+from notifier.domain.classification import classify_sendgrid
+from notifier.domain.lifecycle import ProviderReport
+from notifier.domain.model import Channel, OutboundMessage, Reason
 from notifier.ports import (
     PermanentProviderError,
     ProviderError,
     ProviderReceipt,
     TransientProviderError,
+    WebhookRejected,
 )
 
 PROVIDER = "sendgrid"
@@ -404,3 +408,49 @@ def _timestamp(value: Any) -> int | None:
     if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
         return int(value)
     return None
+
+
+class SendGridWebhook:
+    """The Event Webhook: verified, then each event as a provider report."""
+
+    def __init__(self, verifier: SendGridEventVerifier) -> None:
+        self._verifier = verifier
+
+    def reports(
+        self, body: bytes, headers: Mapping[str, str], now: datetime
+    ) -> list[ProviderReport]:
+        self._verifier.verify(
+            body, headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER), now.timestamp()
+        )
+        return [
+            ProviderReport(
+                provider=PROVIDER,
+                channel=Channel.EMAIL,
+                classification=classify_sendgrid(
+                    event.event,
+                    type=event.type,
+                    bounce_classification=event.bounce_classification,
+                    # Deferrals carry the server's reply in `response`, bounces in `reason`.
+                    reason=event.reason or event.response,
+                    smtp_status=event.status,
+                ),
+                occurred_at=datetime.fromtimestamp(event.timestamp, UTC)
+                if event.timestamp
+                else now,
+                event_key=event.sg_event_id,
+                delivery_id=event.delivery_id,
+                provider_message_id=event.provider_message_id,
+                address=event.email,
+            )
+            for event in parse_events(body)
+        ]
+
+
+class SendGridBounceList:
+    """SendGrid's bounce suppression list, as the Suppressions port."""
+
+    def __init__(self, email: SendGridEmail) -> None:
+        self._email = email
+
+    async def remove(self, address: str) -> None:
+        await self._email.delete_bounce(address)

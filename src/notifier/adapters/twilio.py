@@ -29,6 +29,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -40,13 +41,16 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from notifier.adapters.provider_http import retry_after_seconds, transport_error
-from notifier.adapters.webhooks import WebhookRejected
-from notifier.domain.model import OutboundMessage, Reason
+from notifier.domain.classification import classify_twilio
+from notifier.domain.lifecycle import ProviderReport
+from notifier.domain.model import Channel, OutboundMessage, Reason
 from notifier.ports import (
+    InboundText,
     PermanentProviderError,
     ProviderError,
     ProviderReceipt,
     TransientProviderError,
+    WebhookRejected,
 )
 
 PROVIDER = "twilio"
@@ -262,23 +266,6 @@ class TwilioStatus:
     account_sid: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class TwilioInbound:
-    """A message someone sent to one of our numbers: a keyword (STOP, START, HELP) or a
-    reply.
-
-    https://www.twilio.com/docs/messaging/guides/webhook-request
-    """
-
-    message_sid: str
-    from_: str
-    """The person's phone number."""
-    to: str | None
-    """Our number that received it."""
-    body: str
-    """As sent, untrimmed; empty for a message with only media."""
-
-
 def parse_status_callback(form: Mapping[str, str]) -> TwilioStatus:
     """The status callback in a verified form; ValueError when it lacks MessageSid or
     MessageStatus."""
@@ -296,16 +283,16 @@ def parse_status_callback(form: Mapping[str, str]) -> TwilioStatus:
     )
 
 
-def parse_inbound(form: Mapping[str, str]) -> TwilioInbound:
+def parse_inbound(form: Mapping[str, str]) -> InboundText:
     """The inbound message in a verified form; ValueError when it lacks MessageSid or
     From."""
     message_sid = _form_text(form, "MessageSid")
     sender = _form_text(form, "From")
     if message_sid is None or sender is None:
         raise ValueError("a Twilio inbound message needs MessageSid and From")
-    return TwilioInbound(
+    return InboundText(
         message_sid=message_sid,
-        from_=sender,
+        sender=sender,
         to=_form_text(form, "To"),
         body=form.get("Body") or "",
     )
@@ -317,3 +304,33 @@ def _form_text(form: Mapping[str, str], name: str) -> str | None:
         return None
     value = value.strip()
     return value or None
+
+
+class TwilioWebhooks:
+    """Status callbacks and inbound texts: verified, then in the contract's terms."""
+
+    def __init__(self, verifier: TwilioSignatureVerifier) -> None:
+        self._verifier = verifier
+
+    def status_report(
+        self, url: str, form: Mapping[str, str], headers: Mapping[str, str], now: datetime
+    ) -> ProviderReport:
+        self._verifier.verify(url, form, headers.get(SIGNATURE_HEADER))
+        status = parse_status_callback(form)
+        return ProviderReport(
+            provider=PROVIDER,
+            channel=Channel.SMS,
+            classification=classify_twilio(status.message_status, status.error_code),
+            occurred_at=now,
+            # Twilio may call more than once per status; one status of one message is one
+            # report.
+            event_key=f"{status.message_sid}:{status.message_status}:{status.error_code or ''}",
+            provider_message_id=status.message_sid,
+            address=status.to,
+        )
+
+    def inbound_text(
+        self, url: str, form: Mapping[str, str], headers: Mapping[str, str]
+    ) -> InboundText:
+        self._verifier.verify(url, form, headers.get(SIGNATURE_HEADER))
+        return parse_inbound(form)

@@ -114,20 +114,20 @@ def plan_recipient(
     elif choice.channel is Channel.APP:
         inbox_route = choice.route
     else:
-        deliveries.append(_external_delivery(recipient, choice, points))
+        deliveries.extend(_external_deliveries(recipient, choice, points))
 
     deliveries.append(PlannedDelivery(Channel.APP, recipient.id, inbox_route))
     return RecipientPlan(recipient, language, tuple(deliveries))
 
 
-def _external_delivery(
+def _external_deliveries(
     recipient: Recipient, choice: ChannelChoice, points: ContactPoints
-) -> PlannedDelivery:
+) -> list[PlannedDelivery]:
     address = recipient.address_for(choice.channel)
     assert address is not None, "choose_channel only picks channels the person can be reached on"
     primary = contact_point(points, choice.channel, address)
     if primary.usable:
-        return PlannedDelivery(choice.channel, address, choice.route)
+        return [PlannedDelivery(choice.channel, address, choice.route)]
 
     # Rule 3: a failing or opted-out address is skipped for the alternate, until reset.
     other = alternate_channel(recipient, choice.channel)
@@ -135,28 +135,32 @@ def _external_delivery(
         other_address = recipient.address_for(other)
         assert other_address is not None
         if contact_point(points, other, other_address).usable:
-            return PlannedDelivery(
+            instead = PlannedDelivery(
                 other,
                 other_address,
                 Route.CONTACT_POINT_FAILING,
                 fallback_from=choice.channel,
             )
+            if primary.status is ContactStatus.OPTED_OUT:
+                # The person said STOP: recorded as suppressed, so the core and support see
+                # the opt-out beside the email that went instead.
+                return [
+                    _not_sent(choice, address, DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT),
+                    instead,
+                ]
+            return [instead]
 
     if primary.status is ContactStatus.OPTED_OUT:
-        return PlannedDelivery(
-            choice.channel,
-            address,
-            choice.route,
-            outcome=DeliveryStatus.SUPPRESSED,
-            reason=Reason.OPTED_OUT,
-        )
-    return PlannedDelivery(
-        choice.channel,
-        address,
-        choice.route,
-        outcome=DeliveryStatus.SKIPPED,
-        reason=primary.reason or Reason.UNREACHABLE,
-    )
+        return [_not_sent(choice, address, DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT)]
+    return [
+        _not_sent(choice, address, DeliveryStatus.SKIPPED, primary.reason or Reason.UNREACHABLE)
+    ]
+
+
+def _not_sent(
+    choice: ChannelChoice, address: str, outcome: DeliveryStatus, reason: Reason
+) -> PlannedDelivery:
+    return PlannedDelivery(choice.channel, address, choice.route, outcome=outcome, reason=reason)
 
 
 def choose_language(wanted: str | None, district: District) -> str:

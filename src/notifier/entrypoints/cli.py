@@ -80,7 +80,7 @@ def _run(settings: Settings, *, only: str | None) -> int:
 
     from notifier.entrypoints.http import create_app
 
-    app = create_app(settings, consume=only != "http")
+    app = create_app(settings, consume=only != "http", serve_api=only != "consumer")
     server = uvicorn.Server(
         uvicorn.Config(
             app,

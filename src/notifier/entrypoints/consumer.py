@@ -37,6 +37,7 @@ from notifier.handlers import (
     remove_district,
     remove_recipient,
 )
+from notifier.handlers.follow_up import fail_over_overdue
 from notifier.wire import DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
@@ -215,3 +216,17 @@ class DeadLetters:
                 "x-notifier-source-offset": str(record.offset),
             },
         )
+
+
+async def run_overdue_timer(container: Container) -> None:
+    """Every few seconds, fail over what never reached a final status (the durable timer is
+    the store; this loop only wakes it). Runs beside the consumer until cancelled."""
+    interval = container.settings.delivery.overdue_check_seconds
+    while True:
+        try:
+            handled = await fail_over_overdue(container.follow_up)
+            if handled:
+                log.info("failed over %d overdue deliveries", handled)
+        except Exception:
+            log.exception("overdue check failed; trying again in %.0f s", interval)
+        await asyncio.sleep(interval)

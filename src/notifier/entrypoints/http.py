@@ -8,21 +8,32 @@ production can scale the stream consumer and the HTTP API apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
-from notifier.entrypoints.consumer import register_subscribers
+from notifier.entrypoints.api import api_router
+from notifier.entrypoints.consumer import register_subscribers, run_overdue_timer
+from notifier.entrypoints.webhooks import webhook_router
 
 READINESS_TIMEOUT_SECONDS = 2.0
+_ERROR_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid",
+}
 
 
-def create_app(settings: Settings, *, consume: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = await open_container(settings)
@@ -30,9 +41,14 @@ def create_app(settings: Settings, *, consume: bool = True) -> FastAPI:
             register_subscribers(container)
         await container.start()
         app.state.container = container
+        timer = asyncio.create_task(run_overdue_timer(container)) if consume else None
         try:
             yield
         finally:
+            if timer is not None:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
             await container.close()
 
     app = FastAPI(
@@ -43,6 +59,19 @@ def create_app(settings: Settings, *, consume: bool = True) -> FastAPI:
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
     )
+
+    if serve_api:
+        app.include_router(webhook_router())
+        app.include_router(api_router())
+
+    @app.exception_handler(HTTPException)
+    async def json_error(request: Request, error: HTTPException) -> JSONResponse:
+        # One error shape for every 4xx: {"error": ..., "detail": ...}.
+        return JSONResponse(
+            {"error": _ERROR_NAMES.get(error.status_code, "error"), "detail": error.detail},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests.")
     async def healthz() -> dict[str, str]:

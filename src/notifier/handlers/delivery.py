@@ -23,6 +23,7 @@ from notifier.domain.identity import delivery_id_for, event_id_for
 from notifier.domain.model import (
     TERMINAL_STATUSES,
     Channel,
+    ContactStatus,
     DeliveryEvent,
     DeliveryStatus,
     District,
@@ -35,6 +36,7 @@ from notifier.domain.rendering import render_email, render_sms
 from notifier.domain.resolution import (
     PlannedDelivery,
     RecipientPlan,
+    contact_point,
     message_text,
     original_text,
     plan_recipient,
@@ -330,14 +332,19 @@ async def _resume_link(
 ) -> str | None:
     # Only the first text standing in for a failing email carries the link: enough for the
     # person to act on, without repeating it in every message while the inbox is broken.
+    # A one-off failure (the address still active) needs no link from the person.
     email = plan.recipient.email
     if (
         deps.resume_links is None
         or planned.channel is not Channel.SMS
         or planned.fallback_from is not Channel.EMAIL
         or email is None
-        or not await deps.store.mark_resume_link_sent(email)
     ):
+        return None
+    points = await deps.store.contact_points([(Channel.EMAIL, email)])
+    if contact_point(points, Channel.EMAIL, email).status is not ContactStatus.FAILING:
+        return None
+    if not await deps.store.mark_resume_link_sent(email):
         return None
     return deps.resume_links.url_for(email, deps.clock.now())
 

@@ -24,6 +24,7 @@ from notifier.domain.model import (
     DeliveryEvent,
     DeliveryStatus,
     Reason,
+    Route,
 )
 from notifier.domain.resolution import (
     PlannedDelivery,
@@ -106,8 +107,16 @@ async def _apply(report: ProviderReport, deps: FollowUpDependencies) -> ReportOu
             for sibling in await deps.delivery.store.open_deliveries_to(
                 delivery.message_id, delivery.channel, address
             ):
+                # Failed, not bounced (no bounce came for it), but it is the bounce that
+                # explains its fallback.
                 await _record(sibling, DeliveryStatus.FAILED, classification.reason, deps.delivery)
-                await fail_over(sibling, DeliveryStatus.FAILED, classification.reason, deps)
+                await fail_over(
+                    sibling,
+                    DeliveryStatus.FAILED,
+                    classification.reason,
+                    deps,
+                    route=failover_route(classification.status, classification.reason),
+                )
     return ReportOutcome.APPLIED
 
 
@@ -142,6 +151,8 @@ async def _apply_to_address(
     effect = classification.contact
     reason = classification.address_reason
 
+    if effect is not ContactEffect.NONE and effect is not ContactEffect.WORKS:
+        deps.delivery.metrics.bounce(channel, classification.address_reason)
     if effect is ContactEffect.FAILING_IF_REPEATED:
         strikes = await store.add_strike(channel, address)
         if strikes < deps.policy.strikes_to_fail:
@@ -201,6 +212,8 @@ async def fail_over(
     status: DeliveryStatus,
     reason: Reason | None,
     deps: FollowUpDependencies,
+    *,
+    route: Route | None = None,
 ) -> None:
     """Send the same message again on the other channel, once: never back and forth. When
     the other channel is failing too, that fallback is recorded as skipped or suppressed
@@ -221,7 +234,7 @@ async def fail_over(
     if address is None:
         return  # nothing to fail over to; the bounced/failed event already says so
 
-    route = failover_route(status, reason)
+    route = route or failover_route(status, reason)
     point = contact_point(await store.contact_points([(alternate, address)]), alternate, address)
     planned = PlannedDelivery(alternate, address, route, fallback_from=delivery.channel)
     if point.status is ContactStatus.OPTED_OUT:
@@ -234,6 +247,7 @@ async def fail_over(
         )
     language = delivery.language or choose_language(recipient.language, district)
     plan = RecipientPlan(recipient, language, (planned,))
+    deps.delivery.metrics.failover(delivery.channel, alternate, reason)
     await deliver_planned(request, district, plan, planned, deps.delivery)
 
 
@@ -248,9 +262,11 @@ async def fail_over_overdue(deps: FollowUpDependencies) -> int:
         waiting.append((Channel.SMS, DeliveryStatus.SENT))
     districts: dict[str, timedelta] = {}
     handled = 0
+    # Candidates by the shortest limit anyone may have (a district's is whole minutes), then
+    # filtered by each delivery's own district.
+    shortest = min(deps.policy.overdue_after, timedelta(minutes=1))
     for channel, status in waiting:
-        # Candidates by the shortest limit any district may have; filtered per district below.
-        for delivery in await store.overdue_deliveries(channel, status, now - timedelta(minutes=1)):
+        for delivery in await store.overdue_deliveries(channel, status, now - shortest):
             limit = await _overdue_limit(delivery.district_id, districts, deps)
             if delivery.sent_at is None or delivery.sent_at > now - limit:
                 continue

@@ -1,0 +1,380 @@
+"""Bounce, failover and revert end to end: the real broker, the real HTTP app (webhooks and
+API, called over ASGI), fake Twilio and SendGrid servers, webhooks signed like the vendors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from notifier.config import (
+    ApiSettings,
+    ApiToken,
+    DatabaseSettings,
+    DeliverySettings,
+    HttpSettings,
+    SendGridSettings,
+    Settings,
+    TwilioSettings,
+)
+from notifier.domain.model import Channel, ContactStatus
+from notifier.entrypoints.auth import token_digest
+from notifier.entrypoints.http import create_app
+from tests.fakes.sendgrid_server import FakeSendGrid
+from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
+from tests.fakes.twilio_server import FakeTwilio
+from tests.test_pipeline_kafka import Pipeline, recipient, running_pipeline, send_request
+
+pytestmark = pytest.mark.kafka
+
+SUPPORT_TOKEN = "support-token-for-tests"
+STATUS_URL = "https://notifier.example/webhooks/twilio/status"
+MARIA_EMAIL = "maria@example.org"
+MARIA_PHONE = "+15555550144"
+
+
+@dataclass
+class Story:
+    line: Pipeline
+    http: httpx.AsyncClient
+    signer: SendGridWebhookSigner
+    lifespans: AsyncExitStack
+
+    async def restart(self) -> None:
+        """Stop the service, then start it as `notifier run` does: the app's own lifespan
+        (consumer, overdue timer) on the same store and topics."""
+        await self.line.stop_service()
+        app = create_app(self.line.settings)
+        # Runs after the lifespan has closed the container, so the pipeline won't close it again.
+        self.lifespans.callback(setattr, self.line, "container", None)
+        await self.lifespans.enter_async_context(app.router.lifespan_context(app))
+        self.line.container = app.state.container
+        self.http._transport = httpx.ASGITransport(app=app)
+
+    async def sendgrid_events(
+        self, events: list[dict[str, Any]], *, at: int | None = None
+    ) -> httpx.Response:
+        body = orjson.dumps(events)
+        headers = self.signer.sign(body, at if at is not None else int(time.time()))
+        return await self.http.post("/webhooks/sendgrid/events", content=body, headers=headers)
+
+    async def twilio_status(self, form: dict[str, str]) -> httpx.Response:
+        signature = twilio_signature(self.line.twilio.auth_token, STATUS_URL, form)
+        return await self.http.post(
+            "/webhooks/twilio/status", data=form, headers={"X-Twilio-Signature": signature}
+        )
+
+    async def reset(
+        self, channel: str, address: str, note: str = "called the family"
+    ) -> httpx.Response:
+        return await self.http.post(
+            f"/api/v1/contact-points/{channel}/{address}/reset",
+            json={"note": note},
+            headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"},
+        )
+
+    def bounce(self, mail_index: int = -1, **fields: Any) -> dict[str, Any]:
+        """A SendGrid bounce event for one of the mails the fake accepted."""
+        mail = self.line.sendgrid.accepted[mail_index]
+        custom = mail.body["custom_args"]
+        return {
+            "email": mail.body["personalizations"][0]["to"][0]["email"],
+            "timestamp": int(time.time()),
+            "event": "bounce",
+            "type": "bounce",
+            "bounce_classification": "Mailbox Unavailable",
+            "reason": "552 5.2.2 The email account that you tried to reach is over quota",
+            "status": "5.2.2",
+            "sg_event_id": uuid.uuid4().hex,
+            "sg_message_id": f"{mail.message_id}.filterdrecv-1234-1-5E3A",
+            **custom,
+        } | fields
+
+
+@pytest.fixture
+async def story(tmp_path: Path) -> AsyncIterator[Story]:
+    signer = SendGridWebhookSigner()
+
+    def configure(settings: Settings, twilio: FakeTwilio, sendgrid: FakeSendGrid) -> Settings:
+        return settings.model_copy(
+            update={
+                "sendgrid": SendGridSettings(
+                    api_key=SecretStr(sendgrid.api_key),
+                    api_base_url=sendgrid.base_url,
+                    webhook_public_key=signer.public_key,
+                    webhook_max_age_seconds=300,
+                ),
+                "twilio": TwilioSettings(
+                    account_sid=twilio.account_sid,
+                    auth_token=SecretStr(twilio.auth_token),
+                    api_base_url=twilio.base_url,
+                    status_callback_url=STATUS_URL,
+                ),
+                "api": ApiSettings(
+                    tokens=[
+                        ApiToken(name="alice", scope="support", sha256=token_digest(SUPPORT_TOKEN))
+                    ]
+                ),
+                "http": HttpSettings(public_base_url="https://notifier.example"),
+                "delivery": DeliverySettings(
+                    resume_link_secret=SecretStr("resume-secret"),
+                    overdue_seconds=2,
+                    overdue_check_seconds=0.2,
+                ),
+                "database": DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db"),
+            }
+        )
+
+    async with running_pipeline(tmp_path, configure) as line, AsyncExitStack() as lifespans:
+        app = create_app(line.settings)
+        app.state.container = line.container
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://notifier.test"
+        ) as http:
+            yield Story(line, http, signer, lifespans)
+
+
+MARIA = recipient(
+    "guardian-maria",
+    "Maria",
+    "guardian",
+    language="es",
+    preferred_channel="email",
+    email=MARIA_EMAIL,
+    phone=MARIA_PHONE,
+)
+
+
+async def test_full_inbox_fails_over_to_sms_until_support_resets_the_email(story: Story) -> None:
+    line = story.line
+    await line.load_directory([MARIA])
+
+    await line.send(send_request("msg-1", ["guardian-maria"]))
+    [first] = [e for e in await line.final_events("msg-1", 2) if e["channel"] == "email"]
+    assert (first["status"], first["route"]) == ("sent", "preferred")
+
+    response = await story.sendgrid_events([story.bounce()])
+    assert response.status_code == 200, response.text
+
+    final = {e["channel"]: e for e in await line.final_events("msg-1", 3)}
+    assert (final["email"]["status"], final["email"]["reason"]) == ("bounced", "mailbox_full")
+    sms = final["sms"]
+    assert (sms["status"], sms["fallback_from"], sms["route"]) == (
+        "sent",
+        "email",
+        "failover_bounce",
+    )
+    [text] = [r.form["Body"] for r in line.twilio.received]
+    assert text.startswith(
+        "Para Maria: Ms. Rivera: Los formularios de la excursión vencen el viernes."
+    ), "the same message, labelled and in her language"
+    assert "https://notifier.example/r/" in text, "the first fallback text carries the resume link"
+
+    # While the inbox is failing, the next message goes straight to SMS.
+    await line.send(send_request("msg-2", ["guardian-maria"]))
+    routed = {e["channel"]: e for e in await line.final_events("msg-2", 2)}
+    assert (routed["sms"]["route"], routed["sms"]["fallback_from"]) == (
+        "contact_point_failing",
+        "email",
+    )
+    assert len(line.sendgrid.accepted) == 1, "no email is attempted while the address is failing"
+    assert "/r/" not in line.twilio.received[-1].form["Body"], "the link comes only once"
+
+    response = await story.reset("email", MARIA_EMAIL)
+    assert response.status_code == 200, response.text
+    assert response.json()["previous"]["status"] == "failing"
+    assert response.json()["provider_suppression"]["outcome"] == "removed"
+    [delete] = [r for r in line.sendgrid.received if r.method == "DELETE"]
+    assert delete.path == "/v3/suppression/bounces/maria@example.org"
+
+    await line.send(send_request("msg-3", ["guardian-maria"]))
+    back = {e["channel"]: e for e in await line.final_events("msg-3", 2)}
+    assert (back["email"]["status"], back["email"]["route"]) == ("sent", "preferred")
+    assert len(line.twilio.received) == 2
+
+
+async def test_one_bounce_fails_over_everyone_sharing_the_inbox(story: Story) -> None:
+    line = story.line
+    shared = "park.family@example.org"
+    dennis = recipient(
+        "guardian-dennis",
+        "Dennis",
+        "guardian",
+        preferred_channel="email",
+        email=shared,
+        phone="+15555550123",
+    )
+    maya = recipient(
+        "guardian-maya",
+        "Maya",
+        "guardian",
+        preferred_channel="email",
+        email=shared,
+        phone="+15555550124",
+    )
+    await line.load_directory([dennis, maya])
+
+    await line.send(send_request("msg-shared", ["guardian-dennis", "guardian-maya"]))
+    await line.final_events("msg-shared", 4)
+    response = await story.sendgrid_events([story.bounce(0)])  # one bounce, for one of them
+    assert response.status_code == 200
+
+    final = {(e["recipient_id"], e["channel"]): e for e in await line.final_events("msg-shared", 6)}
+    assert final[("guardian-dennis", "sms")]["status"] == "sent"
+    assert final[("guardian-maya", "sms")]["status"] == "sent"
+    assert sorted(r.form["Body"][:11] for r in line.twilio.received) == [
+        "For Dennis:",
+        "For Maya: M",
+    ]
+
+    await line.send(send_request("msg-shared-2", ["guardian-dennis", "guardian-maya"]))
+    later = await line.final_events("msg-shared-2", 4)
+    assert {e["channel"] for e in later} == {"sms", "app"}
+
+
+@pytest.mark.parametrize(
+    "forgery", ["unsigned", "wrong key", "tampered", "stale", "from the future"]
+)
+async def test_forged_or_stale_sendgrid_webhooks_are_refused_and_change_nothing(
+    story: Story, forgery: str
+) -> None:
+    line = story.line
+    await line.load_directory([MARIA])
+    await line.send(send_request("msg-forged", ["guardian-maria"]))
+    await line.final_events("msg-forged", 2)
+    body = orjson.dumps([story.bounce()])
+    now = int(time.time())
+    headers = {
+        "unsigned": {},
+        "wrong key": SendGridWebhookSigner().sign(body, now),
+        "tampered": story.signer.sign(body.replace(b"552", b"553"), now),
+        "stale": story.signer.sign(body, now - 3600),
+        "from the future": story.signer.sign(body, now + 3600),
+    }[forgery]
+
+    response = await story.http.post("/webhooks/sendgrid/events", content=body, headers=headers)
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+    await asyncio.sleep(0.3)
+    assert line.twilio.received == []
+    assert line.container is not None
+    points = await line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
+    assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
+
+
+async def test_a_replayed_webhook_batch_is_ignored(story: Story) -> None:
+    line = story.line
+    await line.load_directory([MARIA])
+    await line.send(send_request("msg-replayed", ["guardian-maria"]))
+    await line.final_events("msg-replayed", 2)
+    bounce = story.bounce()
+
+    assert (await story.sendgrid_events([bounce])).json()["outcomes"] == {"applied": 1}
+    await line.final_events("msg-replayed", 3)
+    replay = await story.sendgrid_events([bounce])
+
+    assert replay.status_code == 200
+    assert replay.json()["outcomes"] == {"repeated": 1}
+    assert len(line.twilio.received) == 1
+
+
+async def test_stop_marks_the_number_opted_out_and_later_texts_go_by_email(story: Story) -> None:
+    line = story.line
+    lucia = recipient(
+        "guardian-lucia",
+        "Lucía",
+        "guardian",
+        language="es",
+        phone="+15555550188",
+        email="lucia@example.org",
+    )
+    await line.load_directory([lucia])
+    await line.send(send_request("msg-before-stop", ["guardian-lucia"]))
+    [sent] = [e for e in await line.final_events("msg-before-stop", 2) if e["channel"] == "sms"]
+
+    form = {
+        "MessageSid": sent["provider_message_id"],
+        "MessageStatus": "undelivered",
+        "ErrorCode": "21610",
+        "To": "+15555550188",
+        "From": "+15555550100",
+        "AccountSid": line.twilio.account_sid,
+    }
+    response = await story.twilio_status(form)
+    assert response.status_code == 204, response.text
+
+    after_stop = {e["channel"]: e for e in await line.final_events("msg-before-stop", 3)}
+    assert (after_stop["sms"]["status"], after_stop["sms"]["reason"]) == ("failed", "opted_out")
+    assert after_stop["email"]["route"] == "failover_rejected"
+
+    await line.send(send_request("msg-after-stop", ["guardian-lucia"]))
+    later = {e["channel"]: e for e in await line.final_events("msg-after-stop", 3)}
+    assert (later["sms"]["status"], later["sms"]["reason"]) == ("suppressed", "opted_out")
+    assert (later["email"]["status"], later["email"]["route"]) == ("sent", "contact_point_failing")
+    assert len(line.twilio.received) == 1, "no text after STOP"
+
+    refused = await story.reset("sms", "+15555550188")
+    assert refused.status_code == 409, "only the person's START lifts a STOP"
+
+
+async def test_an_unsigned_twilio_callback_is_refused(story: Story) -> None:
+    response = await story.http.post(
+        "/webhooks/twilio/status", data={"MessageSid": "SM1", "MessageStatus": "delivered"}
+    )
+    assert response.status_code == 403
+
+
+async def test_an_email_deferred_too_long_fails_over_even_across_a_restart(story: Story) -> None:
+    line = story.line
+    await line.load_directory([MARIA])
+    await line.send(send_request("msg-deferred", ["guardian-maria"]))
+    await line.final_events("msg-deferred", 2)
+    deferred = story.bounce(
+        event="deferred",
+        response="452 4.2.2 Mailbox full",
+        attempt="1",
+    )
+    for key in ("type", "bounce_classification", "reason", "status"):
+        deferred.pop(key)
+    assert (await story.sendgrid_events([deferred])).status_code == 200
+
+    await line.stop_service()  # the timer must not live only in memory
+    await asyncio.sleep(2.2)  # past overdue_seconds=2
+    await story.restart()
+
+    final = {e["channel"]: e for e in await line.final_events("msg-deferred", 3)}
+    assert (final["email"]["status"], final["email"]["reason"]) == ("failed", "deferred_too_long")
+    assert (final["sms"]["status"], final["sms"]["route"]) == ("sent", "failover_deferred_too_long")
+
+
+async def test_the_api_refuses_a_reset_without_a_valid_token(story: Story) -> None:
+    anonymous = await story.http.post(
+        f"/api/v1/contact-points/email/{MARIA_EMAIL}/reset", json={"note": "x"}
+    )
+    wrong = await story.http.post(
+        f"/api/v1/contact-points/email/{MARIA_EMAIL}/reset",
+        json={"note": "x"},
+        headers={"Authorization": "Bearer not-a-token"},
+    )
+    bad_address = await story.reset("sms", "555-0123")
+    no_note = await story.http.post(
+        f"/api/v1/contact-points/email/{MARIA_EMAIL}/reset",
+        json={"note": ""},
+        headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"},
+    )
+
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "unauthorized")
+    assert wrong.status_code == 401
+    assert bad_address.status_code == 422
+    assert no_note.status_code == 422
