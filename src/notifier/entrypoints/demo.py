@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
-from notifier.domain.model import TERMINAL_STATUSES
+from notifier.domain.classification import classify_sendgrid
+from notifier.domain.lifecycle import ProviderReport
+from notifier.domain.model import TERMINAL_STATUSES, Channel
 from notifier.entrypoints.consumer import register_subscribers
+from notifier.handlers.contact_points import Actor, reset_contact_point
+from notifier.handlers.follow_up import record_provider_report
+from notifier.ports import DeliveryRecord
 
 DEMO_DATA = Path("config/demo")
+RIVERA = "staff-rivera"
 
 
 async def run_demo(settings: Settings, *, wait_seconds: float, data: Path = DEMO_DATA) -> int:
@@ -66,13 +73,115 @@ async def run_demo(settings: Settings, *, wait_seconds: float, data: Path = DEMO
         records = await _wait_for_deliveries(container, requests, wait_seconds)
         elapsed = time.perf_counter() - started
         dead = await _dead_letters(settings, bad_key, wait_seconds)
+        story = await _failover_and_revert(container, producer, requests[1], run, wait_seconds)
         outbox = {row["delivery_id"]: row for row in await container.store.sandbox_outbox()}
     finally:
         await producer.stop()
         await container.close()
 
     _print_report(records, outbox, dead, len(requests) + 2, elapsed)
-    return 0 if records and dead else 1
+    _print_story(story, outbox)
+    return 0 if records and dead and all(step.records for step in story) else 1
+
+
+@dataclass
+class Step:
+    caption: str
+    records: list[DeliveryRecord]
+
+
+async def _failover_and_revert(
+    container: Container,
+    producer: AIOKafkaProducer,
+    template: dict[str, Any],
+    run: str,
+    wait_seconds: float,
+) -> list[Step]:
+    """Ms. Rivera prefers email. Her inbox fills up: SendGrid reports a bounce, the message
+    goes out by text, and so does the next one; support resets her email; the next message
+    is an email again."""
+    store, kafka = container.store, container.settings.kafka
+    rivera = (await store.recipients([RIVERA])).get(RIVERA)
+    email = rivera.email if rivera else None
+    bounced = next(
+        (
+            r
+            for r in await store.deliveries_of_message(template["message_id"])
+            if r.recipient_id == RIVERA and r.channel is Channel.EMAIL
+        ),
+        None,
+    )
+    if email is None or bounced is None:
+        return []
+
+    # What POST /webhooks/sendgrid/events does with a verified "mailbox full" bounce.
+    await record_provider_report(
+        ProviderReport(
+            provider="sendgrid",
+            channel=Channel.EMAIL,
+            classification=classify_sendgrid(
+                "bounce",
+                type="bounce",
+                bounce_classification="Mailbox Unavailable",
+                reason="552 5.2.2 mailbox full",
+            ),
+            occurred_at=datetime.now(UTC),
+            event_key=f"demo-bounce-{run}",
+            delivery_id=bounced.delivery_id,
+            address=email,
+        ),
+        container.follow_up,
+    )
+    steps = [Step("SendGrid reports her mailbox full: the same message goes out by text", [])]
+    steps[0].records = await _settled(container, bounced.message_id, RIVERA, 3, wait_seconds)
+
+    while_failing = _request_for_run(
+        template | {"message_id": "picnic", "body": "The picnic moves indoors if it rains."}, run
+    )
+    await _publish(producer, kafka.send_requests_topic, while_failing)
+    steps.append(Step("The next message goes straight to SMS while her email is failing", []))
+    steps[1].records = await _settled(
+        container, while_failing["message_id"], RIVERA, 2, wait_seconds
+    )
+
+    # What POST /api/v1/contact-points/email/{address}/reset does for a support token.
+    await reset_contact_point(
+        Channel.EMAIL,
+        email,
+        Actor("demo-support", "support"),
+        "She cleared out her inbox",
+        None,
+        container.follow_up.contact_points,
+    )
+    after_reset = _request_for_run(
+        template | {"message_id": "picnic-reminder", "body": "Reminder: the picnic is at noon."},
+        run,
+    )
+    await _publish(producer, kafka.send_requests_topic, after_reset)
+    steps.append(Step("Support resets her email: the preferred channel is used again", []))
+    steps[2].records = await _settled(container, after_reset["message_id"], RIVERA, 2, wait_seconds)
+    return steps
+
+
+async def _publish(producer: AIOKafkaProducer, topic: str, request: dict[str, Any]) -> None:
+    await producer.send_and_wait(topic, _json(request), key=request["conversation_id"].encode())
+
+
+async def _settled(
+    container: Container, message_id: str, recipient_id: str, count: int, wait_seconds: float
+) -> list[DeliveryRecord]:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        records = [
+            r
+            for r in await container.store.deliveries_of_message(message_id)
+            if r.recipient_id == recipient_id
+        ]
+        if sum(r.status in TERMINAL_STATUSES for r in records) >= count:
+            return records
+        if time.monotonic() > deadline:
+            return []
+        await asyncio.sleep(0.1)
 
 
 def _request_for_run(template: dict[str, Any], run: str) -> dict[str, Any]:
@@ -150,6 +259,17 @@ async def _dead_letters(
     return found
 
 
+def _print_story(story: list[Step], outbox: dict[str, Any]) -> None:
+    if not story:
+        return
+    print()
+    print("failover and revert — Ms. Rivera prefers email")
+    print("=" * 78)
+    for step in story:
+        print(f"\n{step.caption}")
+        _print_records(step.records, outbox)
+
+
 def _print_report(
     records: list[Any],
     outbox: dict[str, Any],
@@ -162,19 +282,7 @@ def _print_report(
     print("=" * 78)
     for message_id in dict.fromkeys(r.message_id for r in records):
         print(f"\nmessage {message_id}")
-        for record in (r for r in records if r.message_id == message_id):
-            why = record.route.value if record.route else "-"
-            if record.fallback_from:
-                why += f" (instead of {record.fallback_from})"
-            print(
-                f"  {record.recipient_id:<16} {record.channel.value:<5} {record.status.value:<9}"
-                f" lang={record.language or '-':<3} to={record.address or '-':<30} route={why}"
-            )
-            sent = outbox.get(record.delivery_id)
-            if sent is not None:
-                text = sent["subject"] + " | " if sent["subject"] else ""
-                text += sent["body"].replace("\n", " / ")
-                print(f"  {'':<16} └ {text[:140]}")
+        _print_records([r for r in records if r.message_id == message_id], outbox)
     print()
     print(f"published {published} requests (one of them twice, one invalid) in {elapsed:.2f} s")
     delivered = sum(1 for r in records if r.status in TERMINAL_STATUSES)
@@ -183,3 +291,20 @@ def _print_report(
         print(
             f"dead-lettered: {headers.get('x-notifier-error')} — {headers.get('x-notifier-detail')}"
         )
+
+
+def _print_records(records: list[DeliveryRecord], outbox: dict[str, Any]) -> None:
+    for record in records:
+        why = record.route.value if record.route else "-"
+        if record.fallback_from:
+            why += f" (instead of {record.fallback_from})"
+        status = record.status.value + (f" ({record.reason})" if record.reason else "")
+        print(
+            f"  {record.recipient_id:<16} {record.channel.value:<5} {status:<24}"
+            f" lang={record.language or '-':<3} to={record.address or '-':<30} route={why}"
+        )
+        sent = outbox.get(record.delivery_id)
+        if sent is not None:
+            text = sent["subject"] + " | " if sent["subject"] else ""
+            text += sent["body"].replace("\n", " / ")
+            print(f"  {'':<16} └ {text[:140]}")
