@@ -38,6 +38,7 @@ from tests.test_pipeline_kafka import Pipeline, recipient, running_pipeline, sen
 pytestmark = pytest.mark.kafka
 
 SUPPORT_TOKEN = "support-token-for-tests"
+MARIA_TOKEN = "maria-self-service-token"
 STATUS_URL = "https://notifier.example/webhooks/twilio/status"
 MARIA_EMAIL = "maria@example.org"
 MARIA_PHONE = "+15555550144"
@@ -122,7 +123,13 @@ async def story(tmp_path: Path) -> AsyncIterator[Story]:
                 ),
                 "api": ApiSettings(
                     tokens=[
-                        ApiToken(name="alice", scope="support", sha256=token_digest(SUPPORT_TOKEN))
+                        ApiToken(name="alice", scope="support", sha256=token_digest(SUPPORT_TOKEN)),
+                        ApiToken(
+                            name="maria-app",
+                            scope="self-service",
+                            sha256=token_digest(MARIA_TOKEN),
+                            recipient_id="guardian-maria",
+                        ),
                     ]
                 ),
                 "http": HttpSettings(public_base_url="https://notifier.example"),
@@ -378,3 +385,29 @@ async def test_the_api_refuses_a_reset_without_a_valid_token(story: Story) -> No
     assert wrong.status_code == 401
     assert bad_address.status_code == 422
     assert no_note.status_code == 422
+
+
+async def test_a_self_service_token_resets_only_its_own_addresses(story: Story) -> None:
+    line = story.line
+    other = recipient("guardian-dennis", "Dennis", "guardian", email="dennis@example.org")
+    await line.load_directory([MARIA, other])
+
+    async def reset_as_maria(address: str) -> httpx.Response:
+        return await story.http.post(
+            f"/api/v1/contact-points/email/{address}/reset",
+            json={"note": "I emptied my inbox"},
+            headers={"Authorization": f"Bearer {MARIA_TOKEN}"},
+        )
+
+    own = await reset_as_maria(MARIA_EMAIL)
+    someone_elses = await reset_as_maria("dennis@example.org")
+
+    assert own.status_code == 200, own.text
+    assert someone_elses.status_code == 403
+    assert line.container is not None
+    [entry] = [e for e in await line.container.store.audit_entries() if e.address == MARIA_EMAIL]
+    assert (entry.actor, entry.scope, entry.note) == (
+        "maria-app",
+        "self-service",
+        "I emptied my inbox",
+    )
