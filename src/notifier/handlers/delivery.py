@@ -219,7 +219,7 @@ async def _deliver_once(
     if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
         return await _repeat_known_outcome(claim.record, deps), True
 
-    first_event = _event(record, record.status, deps.clock, reason=record.reason)
+    first_event = event_for(record, record.status, deps.clock, reason=record.reason)
     if claim.is_new:
         deps.metrics.delivery_recorded(record.channel, record.status)
         await deps.events.publish([first_event])
@@ -248,7 +248,7 @@ async def _repeat_known_outcome(
     """A redelivered request: send nothing, but publish the known outcome again (same event
     id) in case the first copy stopped between recording it and publishing it."""
     deps.metrics.duplicate_suppressed(record.channel)
-    event = _event(
+    event = event_for(
         record,
         record.status,
         deps.clock,
@@ -283,7 +283,7 @@ async def _unknown_recipient(
     claim = await deps.store.claim_delivery(record)
     if not claim.is_new:
         return await _repeat_known_outcome(claim.record, deps), True
-    event = _event(record, record.status, deps.clock, reason=record.reason)
+    event = event_for(record, record.status, deps.clock, reason=record.reason)
     deps.metrics.delivery_recorded(record.channel, record.status)
     await deps.events.publish([event])
     return event, False
@@ -360,18 +360,18 @@ async def _send(
     try:
         receipt = await _send_with_retries(sender, message, deps)
     except PermanentProviderError as error:
-        return _event(
+        return event_for(
             record, DeliveryStatus.FAILED, deps.clock, reason=error.reason, provider=error.provider
         )
     except (TransientProviderError, UnknownOutcomeError) as error:
-        return _event(
+        return event_for(
             record,
             DeliveryStatus.FAILED,
             deps.clock,
             reason=Reason.PROVIDER_ERROR,
             provider=error.provider,
         )
-    return _event(
+    return event_for(
         record,
         DeliveryStatus.SENT,
         deps.clock,
@@ -420,7 +420,7 @@ async def _send_with_retries(
     return receipt
 
 
-def _event(
+def event_for(
     record: DeliveryRecord,
     status: DeliveryStatus,
     clock: Clock,
@@ -429,6 +429,7 @@ def _event(
     provider: str | None = None,
     provider_message_id: str | None = None,
 ) -> DeliveryEvent:
+    """The delivery's change to ``status``, now; its id is stable per (delivery, status)."""
     return DeliveryEvent(
         event_id=event_id_for(record.delivery_id, status),
         delivery_id=record.delivery_id,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from notifier.domain.identity import event_id_for
 from notifier.domain.lifecycle import (
     Classification,
     ContactEffect,
@@ -21,7 +20,6 @@ from notifier.domain.model import (
     Channel,
     ContactPoint,
     ContactStatus,
-    DeliveryEvent,
     DeliveryStatus,
     Reason,
     Route,
@@ -34,7 +32,7 @@ from notifier.domain.resolution import (
     other_channel,
 )
 from notifier.handlers.contact_points import Actor, ContactPointDependencies, reset_contact_point
-from notifier.handlers.delivery import DeliveryDependencies, deliver_planned
+from notifier.handlers.delivery import DeliveryDependencies, deliver_planned, event_for
 from notifier.ports import DeliveryRecord
 
 log = logging.getLogger(__name__)
@@ -186,21 +184,13 @@ async def _record(
     reason: Reason | None,
     deps: DeliveryDependencies,
 ) -> None:
-    event = DeliveryEvent(
-        event_id=event_id_for(delivery.delivery_id, status),
-        delivery_id=delivery.delivery_id,
-        message_id=delivery.message_id,
-        conversation_id=delivery.conversation_id,
-        recipient_id=delivery.recipient_id,
-        channel=delivery.channel,
-        status=status,
+    event = event_for(
+        delivery,
+        status,
+        deps.clock,
         reason=reason,
-        fallback_from=delivery.fallback_from,
-        route=delivery.route,
         provider=delivery.provider,
         provider_message_id=delivery.provider_message_id,
-        language=delivery.language,
-        occurred_at=deps.clock.now(),
     )
     await deps.store.record_event(event)
     deps.metrics.delivery_recorded(delivery.channel, status)
