@@ -6,11 +6,13 @@ In CI (``CI`` set) a skipped test is a failure: nothing may be silently left out
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from notifier.adapters.clock import SystemClock
 from notifier.adapters.migrations import migrate
@@ -66,3 +68,28 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
             async with engine.begin() as connection:
                 await connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         await engine.dispose()
+
+
+TEST_TOPIC_PREFIX = "t-"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the topics the Kafka tests made, so a developer's local broker doesn't grow
+    (and slow down its start) with every run. (aiokafka cannot delete consumer groups; the
+    empty ones expire with the broker's offsets retention.)"""
+    if not any(item.get_closest_marker("kafka") for item in session.items):
+        return
+    asyncio.run(_delete_test_leftovers())
+
+
+async def _delete_test_leftovers() -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap(), request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        topics = [t for t in await admin.list_topics() if t.startswith(TEST_TOPIC_PREFIX)]
+        if topics:
+            await admin.delete_topics(topics)
+    except Exception as error:  # cleanup only: never turn a green run red
+        print(f"\nnote: could not delete the test topics: {error!r}")
+    finally:
+        await admin.close()
