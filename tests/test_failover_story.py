@@ -411,3 +411,72 @@ async def test_a_self_service_token_resets_only_its_own_addresses(story: Story) 
         "self-service",
         "I emptied my inbox",
     )
+
+
+INBOUND_URL = "http://notifier.test/webhooks/twilio/inbound"
+
+
+async def test_texting_stop_opts_the_number_out_and_start_lifts_it(story: Story) -> None:
+    line = story.line
+    lucia = recipient(
+        "guardian-lucia", "Lucía", "guardian", phone="+15555550188", email="lucia@example.org"
+    )
+    await line.load_directory([lucia])
+
+    async def text(body: str) -> httpx.Response:
+        form = {
+            "MessageSid": f"SM{uuid.uuid4().hex}",
+            "From": "+15555550188",
+            "To": "+15555550100",
+            "Body": body,
+            "AccountSid": line.twilio.account_sid,
+        }
+        signature = twilio_signature(line.twilio.auth_token, INBOUND_URL, form)
+        return await story.http.post(
+            "/webhooks/twilio/inbound", data=form, headers={"X-Twilio-Signature": signature}
+        )
+
+    stop = await text(" Stop ")
+    assert stop.status_code == 200
+    assert stop.headers["content-type"].startswith("text/xml")
+    assert "<Response>" in stop.text
+    await line.send(send_request("msg-after-texted-stop", ["guardian-lucia"]))
+    after_stop = {e["channel"]: e for e in await line.final_events("msg-after-texted-stop", 3)}
+    assert after_stop["sms"]["status"] == "suppressed"
+    assert after_stop["email"]["status"] == "sent"
+
+    assert (await text("START")).status_code == 200
+    await line.send(send_request("msg-after-start", ["guardian-lucia"]))
+    after_start = {e["channel"]: e for e in await line.final_events("msg-after-start", 2)}
+    assert (after_start["sms"]["status"], after_start["sms"]["route"]) == ("sent", "role_default")
+
+    forged = await story.http.post(
+        "/webhooks/twilio/inbound",
+        data={"MessageSid": "SM1", "From": "+15555550188", "Body": "STOP"},
+        headers={"X-Twilio-Signature": "forged"},
+    )
+    assert forged.status_code == 403
+
+
+async def test_the_resume_link_in_the_fallback_text_turns_email_back_on(story: Story) -> None:
+    line = story.line
+    await line.load_directory([MARIA])
+    await line.send(send_request("msg-link", ["guardian-maria"]))
+    await line.final_events("msg-link", 2)
+    await story.sendgrid_events([story.bounce()])
+    await line.final_events("msg-link", 3)
+    [body] = [r.form["Body"] for r in line.twilio.received]
+    link = body[body.index("https://notifier.example/r/") :].split()[0]
+    path = link.removeprefix("https://notifier.example")
+
+    tampered = await story.http.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"))
+    followed = await story.http.get(path)
+
+    assert tampered.status_code == 400
+    assert followed.status_code == 200
+    assert MARIA_EMAIL in followed.text
+    assert line.container is not None
+    points = await line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
+    assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
+    [entry] = [e for e in await line.container.store.audit_entries() if e.address == MARIA_EMAIL]
+    assert (entry.actor, entry.scope) == ("person", "resume link")
