@@ -28,7 +28,7 @@ from notifier.config import (
     TwilioSettings,
 )
 from notifier.domain.model import Channel, ContactStatus
-from notifier.entrypoints.auth import token_digest
+from notifier.adapters.api_tokens import token_digest
 from notifier.entrypoints.http import create_app
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature

@@ -13,6 +13,7 @@ from datetime import timedelta
 import httpx
 from faststream.kafka import KafkaBroker
 
+from notifier.adapters.api_tokens import StaticTokens
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.clock import SystemClock
 from notifier.adapters.inbox import AppInbox
@@ -33,8 +34,16 @@ from notifier.domain.model import Channel
 from notifier.handlers.contact_points import ContactPointDependencies
 from notifier.handlers.delivery import DeliveryDependencies, ResumeLinks, RetryPolicy
 from notifier.handlers.follow_up import FollowUpDependencies, FollowUpPolicy
+from notifier.handlers.tokens import issue_token
 from notifier.metrics import PrometheusMetrics
-from notifier.ports import ChannelSender, EmailEventsWebhook, SmsWebhooks, Suppressions
+from notifier.ports import (
+    BearerVerifier,
+    ChannelSender,
+    EmailEventsWebhook,
+    SmsWebhooks,
+    Suppressions,
+)
+from notifier.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,9 @@ class Container:
     email_events: EmailEventsWebhook | None
     """None when no verification key is configured: the webhook then refuses everything."""
     sms_webhooks: SmsWebhooks | None
+    tokens: StaticTokens
+    bearer_verifiers: list[BearerVerifier]
+    rate_limiter: RateLimiter
 
     async def start(self) -> None:
         """Create missing topics, then connect the broker (and start its subscribers)."""
@@ -122,6 +134,7 @@ async def open_container(settings: Settings) -> Container:
         resume_links=_resume_links(settings),
     )
     contact_points = ContactPointDependencies(store, providers.suppressions, clock)
+    tokens = StaticTokens(settings.api.tokens, store)
     follow_up = FollowUpDependencies(
         delivery=deliveries,
         contact_points=contact_points,
@@ -141,6 +154,11 @@ async def open_container(settings: Settings) -> Container:
         follow_up=follow_up,
         email_events=providers.email_events,
         sms_webhooks=providers.sms_webhooks,
+        tokens=tokens,
+        bearer_verifiers=[tokens],
+        rate_limiter=RateLimiter(
+            per_minute=settings.api.rate_limit_per_minute, burst=settings.api.rate_limit_burst
+        ),
     )
 
 
@@ -226,3 +244,25 @@ async def create_topics(settings: Settings) -> list[str]:
         topic_specs(settings),
         replication_factor=settings.kafka.replication_factor,
     )
+
+
+async def create_api_token(
+    settings: Settings, name: str, scope: str, recipient_id: str | None, *, actor: str
+) -> str:
+    clock = SystemClock()
+    engine = create_engine(settings.database.url, pool_size=1)
+    try:
+        if settings.database.migrate_on_start:
+            await migrate(engine)
+        store = SqlStore(engine, clock)
+        return await issue_token(
+            name,
+            scope,
+            recipient_id,
+            actor,
+            issuer=StaticTokens(settings.api.tokens, store),
+            store=store,
+            clock=clock,
+        )
+    finally:
+        await engine.dispose()

@@ -176,8 +176,12 @@ class ApiSettings(BaseModel):
     tokens: list[ApiToken] = Field(
         default_factory=list,
         description="Bearer tokens of /api/, as a JSON list of {name, scope, sha256, "
-        "recipient_id}; only hashes are configured.",
+        "recipient_id}; only hashes are configured (see also `notifier tokens create`).",
     )
+    rate_limit_per_minute: float = Field(
+        120.0, gt=0, description="API requests per minute allowed per token."
+    )
+    rate_limit_burst: int = Field(30, ge=1, description="Requests a token may make at once.")
 
 
 class LogSettings(BaseModel):

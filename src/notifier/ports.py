@@ -173,6 +173,27 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One state change in a delivery's history."""
+
+    status: DeliveryStatus
+    reason: Reason | None
+    provider: str | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """An API token as kept: its SHA-256 only."""
+
+    name: str
+    scope: str
+    sha256: str
+    recipient_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """The outcome of claiming a delivery: ``is_new`` is False when it was already recorded
     (a redelivered or duplicated request), with the status it had."""
@@ -248,6 +269,30 @@ class Store(Protocol):
 
     async def append_audit(self, entry: AuditEntry) -> None: ...
 
+    async def deliveries_of_message(
+        self, message_id: str, *, limit: int = 1000, offset: int = 0
+    ) -> list[DeliveryRecord]: ...
+
+    async def recent_deliveries(
+        self,
+        *,
+        recipient_id: str | None = None,
+        channel: Channel | None = None,
+        address: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[DeliveryRecord]: ...
+
+    async def event_history(self, delivery_ids: Iterable[str]) -> dict[str, list[StoredEvent]]: ...
+
+    async def recipients_using(self, channel: Channel, address: str) -> list[Recipient]: ...
+
+    async def search_recipients(self, text: str, *, limit: int = 25) -> list[Recipient]: ...
+
+    async def audit_entries(
+        self, limit: int = 100, offset: int = 0, *, address: str | None = None
+    ) -> list[AuditEntry]: ...
+
     async def write_inbox(self, message: OutboundMessage) -> str:
         """Put the message in the recipient's app inbox (idempotent); returns the entry id."""
         ...
@@ -266,6 +311,34 @@ class Suppressions(Protocol):
     until they are removed from its list)."""
 
     async def remove(self, address: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling the API, as a verified bearer token says."""
+
+    name: str
+    """Recorded in the audit log: a token's name, or an OIDC subject (and email)."""
+    scope: str
+    """support, self-service or admin."""
+    recipient_id: str | None = None
+    """The one recipient a self-service principal acts for."""
+
+
+class BearerVerifier(Protocol):
+    """One way of accepting bearer tokens (static tokens, OIDC-issued JWTs)."""
+
+    async def principal(self, token: str) -> Principal | None:
+        """The principal the token proves, or None when this verifier doesn't accept it."""
+        ...
+
+
+class TokenIssuer(Protocol):
+    async def create(
+        self, name: str, scope: str, recipient_id: str | None, now: datetime
+    ) -> tuple[str, StoredToken]:
+        """A new token (shown once) and what is kept of it."""
+        ...
 
 
 class Catalogs(Protocol):

@@ -35,7 +35,7 @@ from notifier.domain.model import (
     Sender,
     SendRequest,
 )
-from notifier.ports import AuditEntry, Claim, Clock, DeliveryRecord
+from notifier.ports import AuditEntry, Claim, Clock, DeliveryRecord, StoredEvent, StoredToken
 
 
 def create_engine(url: str, *, pool_size: int = 10, search_path: str | None = None) -> AsyncEngine:
@@ -304,14 +304,124 @@ class SqlStore:
                 .on_conflict_do_nothing()
             )
 
-    async def deliveries_of_message(self, message_id: str) -> list[DeliveryRecord]:
+    async def deliveries_of_message(
+        self, message_id: str, *, limit: int = 1000, offset: int = 0
+    ) -> list[DeliveryRecord]:
         async with self._engine.connect() as connection:
             rows = await connection.execute(
                 sa.select(t.deliveries)
                 .where(t.deliveries.c.message_id == message_id)
                 .order_by(t.deliveries.c.recipient_id, t.deliveries.c.channel)
+                .limit(limit)
+                .offset(offset)
             )
             return [_delivery_from_row(row._mapping) for row in rows]
+
+    # -- support views ---------------------------------------------------------------------
+
+    async def recent_deliveries(
+        self,
+        *,
+        recipient_id: str | None = None,
+        channel: Channel | None = None,
+        address: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[DeliveryRecord]:
+        """Newest first, for one recipient and/or one address."""
+        conditions = []
+        if recipient_id is not None:
+            conditions.append(t.deliveries.c.recipient_id == recipient_id)
+        if channel is not None and address is not None:
+            conditions += [
+                t.deliveries.c.channel == channel.value,
+                t.deliveries.c.address == address,
+            ]
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.deliveries)
+                .where(*conditions)
+                .order_by(t.deliveries.c.created_at.desc(), t.deliveries.c.delivery_id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [_delivery_from_row(row._mapping) for row in rows]
+
+    async def event_history(self, delivery_ids: Iterable[str]) -> dict[str, list[StoredEvent]]:
+        ids = list(dict.fromkeys(delivery_ids))
+        history: dict[str, list[StoredEvent]] = {delivery_id: [] for delivery_id in ids}
+        if not ids:
+            return history
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.delivery_events)
+                .where(t.delivery_events.c.delivery_id.in_(ids))
+                .order_by(t.delivery_events.c.occurred_at, t.delivery_events.c.event_id)
+            )
+            for row in rows:
+                history[row.delivery_id].append(
+                    StoredEvent(
+                        status=DeliveryStatus(row.status),
+                        reason=Reason(row.reason) if row.reason else None,
+                        provider=row.provider,
+                        occurred_at=row.occurred_at,
+                    )
+                )
+        return history
+
+    async def recipients_using(self, channel: Channel, address: str) -> list[Recipient]:
+        column = t.recipients.c.phone if channel is Channel.SMS else t.recipients.c.email
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.recipients).where(column == address).order_by(t.recipients.c.id)
+            )
+            return [_recipient_from_row(row._mapping) for row in rows]
+
+    async def search_recipients(self, text: str, *, limit: int = 25) -> list[Recipient]:
+        """By id, email or phone exactly, or by a part of the name (any case)."""
+        text = text.strip()
+        if not text:
+            return []
+        pattern = "%" + text.replace("\\", "").replace("%", "").replace("_", "") + "%"
+        condition = sa.or_(
+            t.recipients.c.id == text,
+            t.recipients.c.email == text.lower(),
+            t.recipients.c.phone == text,
+            sa.func.lower(t.recipients.c.display_name).like(pattern.lower()),
+        )
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.recipients)
+                .where(condition)
+                .order_by(t.recipients.c.display_name, t.recipients.c.id)
+                .limit(limit)
+            )
+            return [_recipient_from_row(row._mapping) for row in rows]
+
+    async def add_api_token(self, token: StoredToken) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                sa.insert(t.api_tokens).values(
+                    name=token.name,
+                    scope=token.scope,
+                    sha256=token.sha256,
+                    recipient_id=token.recipient_id,
+                    created_at=token.created_at,
+                )
+            )
+
+    async def api_token(self, sha256: str) -> StoredToken | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(t.api_tokens).where(
+                        t.api_tokens.c.sha256 == sha256, t.api_tokens.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return StoredToken(row.name, row.scope, row.sha256, row.recipient_id, row.created_at)
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
         return await self._one_delivery(t.deliveries.c.delivery_id == delivery_id)
@@ -478,11 +588,15 @@ class SqlStore:
                 )
             )
 
-    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+    async def audit_entries(
+        self, limit: int = 100, offset: int = 0, *, address: str | None = None
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        statement = sa.select(t.audit_log).order_by(t.audit_log.c.id.desc())
+        if address is not None:
+            statement = statement.where(t.audit_log.c.address == address)
         async with self._engine.connect() as connection:
-            rows = await connection.execute(
-                sa.select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
-            )
+            rows = await connection.execute(statement.limit(limit).offset(offset))
             return [
                 AuditEntry(
                     occurred_at=row.occurred_at,

@@ -187,3 +187,18 @@ sandbox_outbox = sa.Table(
     sa.Column("language", sa.String(35), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("scope", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("recipient_id", sa.String(128)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+)
+
+sa.Index("ix_recipients_display_name", recipients.c.display_name)
+sa.Index("ix_audit_log_address", audit_log.c.address)

@@ -1,55 +1,62 @@
-"""Bearer tokens with scopes for /api/. Only SHA-256 hashes of tokens are configured; a
-token's name is what the audit log records."""
+"""Bearer tokens with scopes for /api/ and the console, and a rate limit per caller.
+
+Verifiers are tried in order (static tokens, then OIDC JWTs); the first that accepts the token
+names the principal. No token or an unknown one is 401; a known one without the needed scope
+is 403. Both answer with the JSON error shape and change nothing."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from fastapi import HTTPException, Request, status
 
-from notifier.config import ApiToken
+from notifier.ports import BearerVerifier, Principal
 
 SCOPES = ("support", "self-service", "admin")
+SUPPORT = ("support", "admin")
+ANYONE = ("support", "admin", "self-service")
+ADMIN = ("admin",)
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    name: str
-    scope: str
-    recipient_id: str | None
-    """The one recipient a self-service token acts for."""
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+async def principal_for(token: str, verifiers: Sequence[BearerVerifier]) -> Principal | None:
+    for verifier in verifiers:
+        found = await verifier.principal(token)
+        if found is not None:
+            return found
+    return None
 
 
-def authenticate(request: Request, tokens: list[ApiToken], allowed: tuple[str, ...]) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+async def authenticate(
+    request: Request, verifiers: Sequence[BearerVerifier], allowed: tuple[str, ...]
+) -> Principal:
+    token = bearer_token(request)
+    if token is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="a bearer token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    digest = token_digest(token.strip())
-    # Compare against every configured hash in constant time; stop only at the end.
-    found = None
-    for candidate in tokens:
-        if hmac.compare_digest(candidate.sha256, digest):
-            found = candidate
-    if found is None:
+    principal = await principal_for(token, verifiers)
+    if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="unknown token",
-            headers={"WWW-Authenticate": "Bearer"},
+            detail="unknown or invalid token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    if found.scope not in allowed:
+    require_scope(principal, allowed)
+    return principal
+
+
+def require_scope(principal: Principal, allowed: tuple[str, ...]) -> None:
+    if principal.scope not in allowed:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            detail=f"this needs a scope of {', '.join(allowed)}; the token's is {found.scope}",
+            detail=f"this needs a scope of {', '.join(allowed)}; "
+            f"the token's is {principal.scope or 'none'}",
         )
-    return Caller(found.name, found.scope, found.recipient_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from notifier.config import Settings
+from notifier.request_context import RequestIdFilter
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("topics", help="create the contract's Kafka topics if missing")
     docs = commands.add_parser("docs", help="write the AsyncAPI and OpenAPI documents")
     docs.add_argument("--output", default="docs", help="directory to write them to")
+    tokens = commands.add_parser("tokens", help="API tokens")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = token_commands.add_parser("create", help="create a token and print it once")
+    create.add_argument("--name", required=True, help="who holds it (kept in the audit log)")
+    create.add_argument("--scope", required=True, choices=["support", "self-service", "admin"])
+    create.add_argument("--recipient", help="the recipient a self-service token acts for")
     demo = commands.add_parser("demo", help="load a demo directory, send messages, show results")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for results")
 
@@ -49,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "topics":
         asyncio.run(_topics(settings))
         return 0
+    if args.command == "tokens":
+        return asyncio.run(_create_token(settings, args.name, args.scope, args.recipient))
     if args.command == "docs":
         from pathlib import Path
 
@@ -66,11 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
+    logging.basicConfig(level=level, handlers=[handler])
     # aiokafka reports every reconnect attempt at INFO/WARNING; keep its chatter down.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
@@ -110,6 +121,26 @@ async def _migrate(settings: Settings) -> None:
     from notifier.bootstrap import migrate_database
 
     await migrate_database(settings)
+
+
+async def _create_token(settings: Settings, name: str, scope: str, recipient: str | None) -> int:
+    from notifier.bootstrap import create_api_token
+    from notifier.handlers.tokens import TokenRequestInvalid
+
+    try:
+        token = await create_api_token(
+            settings, name, scope, recipient, actor=f"cli:{getpass.getuser()}"
+        )
+    except TokenRequestInvalid as invalid:
+        print(f"notifier tokens create: {invalid}", file=sys.stderr)
+        return 2
+    print(token)
+    print(
+        "This is the only time the token is shown; only its hash is kept. "
+        "Send it as 'Authorization: Bearer <token>'.",
+        file=sys.stderr,
+    )
+    return 0
 
 
 async def _topics(settings: Settings) -> None:

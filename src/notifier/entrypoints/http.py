@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -21,6 +21,7 @@ from notifier.config import Settings
 from notifier.entrypoints.api import api_router
 from notifier.entrypoints.consumer import register_subscribers, run_overdue_timer
 from notifier.entrypoints.webhooks import webhook_router
+from notifier.request_context import REQUEST_ID_HEADER, current_request_id, request_id_from
 
 READINESS_TIMEOUT_SECONDS = 2.0
 _ERROR_NAMES = {
@@ -63,6 +64,20 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
     if serve_api:
         app.include_router(webhook_router())
         app.include_router(api_router())
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request.state.request_id = request_id
+        token = current_request_id.set(request_id)
+        try:
+            response = await call_next(request)
+        finally:
+            current_request_id.reset(token)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
 
     @app.exception_handler(HTTPException)
     async def json_error(request: Request, error: HTTPException) -> JSONResponse:

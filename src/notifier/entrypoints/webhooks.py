@@ -103,7 +103,7 @@ def webhook_router() -> APIRouter:
             await apply_sms_keyword(
                 text.sender,
                 keyword,
-                request.headers.get("x-request-id"),
+                request.state.request_id,
                 container.follow_up.contact_points,
             )
         # Twilio answers the keywords itself (Advanced Opt-Out); an empty TwiML response
@@ -132,7 +132,7 @@ def webhook_router() -> APIRouter:
             address,
             Actor.person("resume link"),
             None,
-            request.headers.get("x-request-id"),
+            request.state.request_id,
             container.follow_up.contact_points,
         )
         container.metrics.status_reset(Channel.EMAIL, "person")

@@ -1,0 +1,48 @@
+"""Issuing API tokens: shown once, kept as a hash, audited."""
+
+from __future__ import annotations
+
+from notifier.ports import AuditEntry, Clock, Store, TokenIssuer
+
+SCOPES = ("support", "self-service", "admin")
+
+
+class TokenRequestInvalid(ValueError):
+    pass
+
+
+async def issue_token(
+    name: str,
+    scope: str,
+    recipient_id: str | None,
+    actor: str,
+    *,
+    issuer: TokenIssuer,
+    store: Store,
+    clock: Clock,
+) -> str:
+    if scope not in SCOPES:
+        raise TokenRequestInvalid(f"scope must be one of {', '.join(SCOPES)}")
+    if (scope == "self-service") != (recipient_id is not None):
+        raise TokenRequestInvalid(
+            "a self-service token needs --recipient, and only it may have one"
+        )
+    if not name.strip():
+        raise TokenRequestInvalid("a token needs a name: the audit log records it")
+    now = clock.now()
+    token, stored = await issuer.create(name.strip(), scope, recipient_id, now)
+    await store.append_audit(
+        AuditEntry(
+            occurred_at=now,
+            actor=actor,
+            scope="admin",
+            action="create_token",
+            channel=None,
+            address=None,
+            note=f"token {stored.name!r} with scope {scope}"
+            + (f" for recipient {recipient_id}" if recipient_id else ""),
+            request_id=None,
+            outcome=f"sha256 {stored.sha256[:12]}…",
+        )
+    )
+    return token
