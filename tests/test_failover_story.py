@@ -17,6 +17,7 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from notifier.adapters.api_tokens import token_digest
 from notifier.config import (
     ApiSettings,
     ApiToken,
@@ -28,7 +29,6 @@ from notifier.config import (
     TwilioSettings,
 )
 from notifier.domain.model import Channel, ContactStatus
-from notifier.adapters.api_tokens import token_digest
 from notifier.entrypoints.http import create_app
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
