@@ -517,3 +517,31 @@ async def test_a_number_twilio_rejects_ends_in_a_failed_event_with_its_reason(
         "twilio",
     )
     assert final[("guardian-invalid", "app")]["status"] == "sent", "the inbox copy still arrives"
+
+
+async def test_a_number_twilio_refuses_fails_over_to_email_at_once_and_after(
+    pipeline: Pipeline,
+) -> None:
+    person = recipient(
+        "guardian-ivy", "Ivy", "guardian", phone="+15005550001", email="ivy@example.org"
+    )
+    await pipeline.load_directory([person])
+    await pipeline.send(send_request("msg-refused", ["guardian-ivy"]))
+
+    final = _by_recipient(await pipeline.final_events("msg-refused", count=3))
+
+    assert (final[("guardian-ivy", "sms")]["status"], final[("guardian-ivy", "sms")]["reason"]) == (
+        "failed",
+        "invalid_address",
+    )
+    email = final[("guardian-ivy", "email")]
+    assert (email["status"], email["route"], email["fallback_from"]) == (
+        "sent",
+        "failover_rejected",
+        "sms",
+    )
+
+    await pipeline.send(send_request("msg-after-refusal", ["guardian-ivy"]))
+    later = _by_recipient(await pipeline.final_events("msg-after-refusal", count=2))
+    assert later[("guardian-ivy", "email")]["route"] == "contact_point_failing"
+    assert len(pipeline.twilio.received) == 1, "the invalid number is not tried again"

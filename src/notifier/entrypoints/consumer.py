@@ -33,11 +33,10 @@ from notifier.domain.errors import RejectionCode, RequestRejected
 from notifier.handlers import (
     apply_district,
     apply_recipient,
-    deliver_request,
     remove_district,
     remove_recipient,
 )
-from notifier.handlers.follow_up import fail_over_overdue
+from notifier.handlers.follow_up import deliver_and_fail_over, fail_over_overdue
 from notifier.wire import DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def register_subscribers(container: Container) -> None:
     async def deliver_one(record: ConsumerRecord[Any, Any]) -> None:
         try:
             request = _parse(SendRequestWire, record).to_domain()
-            report = await deliver_request(request, container.deliveries)
+            report = await deliver_and_fail_over(request, container.follow_up)
         except RequestRejected as rejected:
             await dead_letters.send(record, rejected)
             container.metrics.request_processed("dead_lettered")

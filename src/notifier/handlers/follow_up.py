@@ -23,6 +23,7 @@ from notifier.domain.model import (
     DeliveryStatus,
     Reason,
     Route,
+    SendRequest,
 )
 from notifier.domain.resolution import (
     PlannedDelivery,
@@ -32,7 +33,13 @@ from notifier.domain.resolution import (
     other_channel,
 )
 from notifier.handlers.contact_points import Actor, ContactPointDependencies, reset_contact_point
-from notifier.handlers.delivery import DeliveryDependencies, deliver_planned, event_for
+from notifier.handlers.delivery import (
+    DeliveryDependencies,
+    RequestReport,
+    deliver_planned,
+    deliver_request,
+    event_for,
+)
 from notifier.ports import DeliveryRecord
 
 log = logging.getLogger(__name__)
@@ -65,6 +72,40 @@ class ReportOutcome(StrEnum):
     REPEATED = "repeated"
     UNMATCHED = "unmatched"
     IGNORED = "ignored"
+
+
+# What a provider's synchronous refusal says about the address (the send call itself failed).
+REJECTION_EFFECTS = {
+    Reason.INVALID_ADDRESS: ContactEffect.FAILING,
+    Reason.BLOCKED: ContactEffect.FAILING,
+    Reason.OPTED_OUT: ContactEffect.OPTED_OUT,
+    Reason.UNREACHABLE: ContactEffect.FAILING_IF_REPEATED,
+}
+
+
+async def deliver_and_fail_over(request: SendRequest, deps: FollowUpDependencies) -> RequestReport:
+    """Deliver a request; a notification the provider refused outright (an invalid number,
+    an opted-out address, a provider that kept failing) goes out on the other channel at
+    once, and the address is marked as the refusal says."""
+    report = await deliver_request(request, deps.delivery)
+    for event in report.outcomes:
+        if event.status is not DeliveryStatus.FAILED or event.channel is Channel.APP:
+            continue
+        delivery = await deps.delivery.store.delivery(event.delivery_id)
+        if delivery is None or delivery.address is None:
+            continue
+        effect = REJECTION_EFFECTS.get(event.reason) if event.reason else None
+        if effect is not None:
+            await _apply_to_address(
+                delivery.channel,
+                delivery.address,
+                Classification(DeliveryStatus.FAILED, event.reason, effect, fail_over=True),
+                event.occurred_at,
+                deps,
+            )
+        # Idempotent: a redelivered request finds the fallback already claimed.
+        await fail_over(delivery, DeliveryStatus.FAILED, event.reason, deps)
+    return report
 
 
 async def record_provider_report(
