@@ -20,6 +20,7 @@ from notifier.adapters.inbox import AppInbox
 from notifier.adapters.kafka_events import KafkaEventPublisher
 from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
 from notifier.adapters.migrations import migrate
+from notifier.adapters.oidc import OidcVerifier
 from notifier.adapters.sandbox import SandboxSender
 from notifier.adapters.sendgrid import (
     SendGridBounceList,
@@ -155,7 +156,7 @@ async def open_container(settings: Settings) -> Container:
         email_events=providers.email_events,
         sms_webhooks=providers.sms_webhooks,
         tokens=tokens,
-        bearer_verifiers=[tokens],
+        bearer_verifiers=_bearer_verifiers(settings, tokens, http_client, clock),
         rate_limiter=RateLimiter(
             per_minute=settings.api.rate_limit_per_minute, burst=settings.api.rate_limit_burst
         ),
@@ -217,6 +218,33 @@ def _providers(settings: Settings, store: SqlStore, http_client: httpx.AsyncClie
         email_events=email_events,
         sms_webhooks=sms_webhooks,
     )
+
+
+def _bearer_verifiers(
+    settings: Settings, tokens: StaticTokens, http_client: httpx.AsyncClient, clock: SystemClock
+) -> list[BearerVerifier]:
+    """Tried in order: our own tokens (no dots, answered without a network call), then
+    OIDC-issued JWTs when an identity provider is configured."""
+    verifiers: list[BearerVerifier] = [tokens]
+    oidc = settings.oidc
+    if oidc.configured:
+        assert oidc.issuer is not None
+        assert oidc.audience is not None
+        assert oidc.jwks_url is not None
+        verifiers.append(
+            OidcVerifier(
+                issuer=oidc.issuer,
+                audience=oidc.audience,
+                jwks_url=oidc.jwks_url,
+                http_client=http_client,
+                clock=clock,
+                scope_claim=oidc.scope_claim,
+                recipient_claim=oidc.recipient_claim,
+                leeway_seconds=oidc.leeway_seconds,
+                jwks_cache_seconds=oidc.jwks_cache_seconds,
+            )
+        )
+    return verifiers
 
 
 def _resume_links(settings: Settings) -> ResumeLinks | None:

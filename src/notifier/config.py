@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -184,6 +184,40 @@ class ApiSettings(BaseModel):
     rate_limit_burst: int = Field(30, ge=1, description="Requests a token may make at once.")
 
 
+class OidcSettings(BaseModel):
+    issuer: str | None = Field(
+        None,
+        description="Issuer (iss) of accepted JWTs; without issuer, audience and jwks_url "
+        "only static tokens are accepted.",
+    )
+    audience: str | None = Field(None, description="Audience (aud) a token must name.")
+    jwks_url: str | None = Field(
+        None, description="The identity provider's signing keys (its jwks_uri)."
+    )
+    scope_claim: str = Field(
+        "scope", description="Claim with the token's scopes ('scp' is read when it is absent)."
+    )
+    recipient_claim: str = Field(
+        "notifier_recipient_id",
+        description="Claim naming the one recipient a self-service token acts for.",
+    )
+    leeway_seconds: float = Field(30.0, ge=0, le=300, description="Clock skew allowed.")
+    jwks_cache_seconds: float = Field(
+        300.0, gt=0, description="How long fetched signing keys are used before refetching."
+    )
+
+    @model_validator(mode="after")
+    def _all_or_nothing(self) -> OidcSettings:
+        given = (self.issuer, self.audience, self.jwks_url)
+        if any(given) and not all(given):
+            raise ValueError("oidc needs issuer, audience and jwks_url together")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.issuer and self.audience and self.jwks_url)
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
@@ -214,6 +248,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     delivery: DeliverySettings = DeliverySettings()
     api: ApiSettings = ApiSettings()
+    oidc: OidcSettings = OidcSettings()
     log: LogSettings = LogSettings()
 
     model_config = SettingsConfigDict(

@@ -58,5 +58,9 @@ def require_scope(principal: Principal, allowed: tuple[str, ...]) -> None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail=f"this needs a scope of {', '.join(allowed)}; "
-            f"the token's is {principal.scope or 'none'}",
+            + (
+                f"the token's is {principal.scope}"
+                if principal.scope
+                else "the token grants none of notifier's scopes"
+            ),
         )
