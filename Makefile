@@ -63,9 +63,26 @@ test: $(STAMP) services check
 docs: $(STAMP)
 	$(BIN)/notifier docs --output docs
 
+# Shipped catalogs, as Babel locale ids (the loader maps zh_Hans to zh-Hans); English is the
+# source language (the message ids), so it has none. Adding a language: list it here, run
+# `make catalogs`, translate its new .po file, and add it to tests/test_catalogs.py.
+catalogs catalogs-check: CATALOG_LANGUAGES := es vi zh_Hans zh_Hant ar ht pt ru so fr ko tl uk
+catalogs catalogs-check: CATALOG_DIR := src/notifier/locale
 catalogs: $(STAMP)
-	$(BIN)/pybabel extract --no-location --sort-output -k gettext -o src/notifier/locale/notifier.pot src/notifier
-	$(BIN)/pybabel update --no-fuzzy-matching -D notifier -i src/notifier/locale/notifier.pot -d src/notifier/locale
+	$(BIN)/pybabel extract --no-default-keywords -k gettext --add-comments=Translators: \
+		--no-location --sort-output --no-wrap \
+		--project=notifier --version="$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("notifier"))')" \
+		--header-comment="# notifier's system wording; the message ids are the English text. Regenerate: make catalogs" \
+		-o $(CATALOG_DIR)/notifier.pot src/notifier
+	for lang in $(CATALOG_LANGUAGES); do \
+		$(BIN)/pybabel update --init-missing --no-fuzzy-matching --no-wrap -D notifier -l $$lang \
+			-i $(CATALOG_DIR)/notifier.pot -d $(CATALOG_DIR) || exit 1; \
+	done
+
+# Fails when the template is stale or a shipped catalog lacks a translation or a placeholder.
+.PHONY: catalogs-check
+catalogs-check: $(STAMP)
+	$(BIN)/pytest -q tests/test_catalogs.py
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache
