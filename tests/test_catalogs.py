@@ -276,3 +276,20 @@ def test_sms_wording_keeps_an_english_original_in_gsm7(
     outside = sorted({char for char in body if char not in GSM7_BASIC + GSM7_EXTENSION})
 
     assert outside == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "catalog"),
+    [
+        ("zh-TW", "zh-Hant"),
+        ("zh-HK", "zh-Hant"),
+        ("zh-CN", "zh-Hans"),
+        ("zh", "zh-Hans"),
+        ("fil", "tl"),
+    ],
+)
+def test_regional_and_alternative_tags_find_their_catalog(tag: str, catalog: str) -> None:
+    catalogs = GettextCatalogs()
+    label = "For {first_name}: "
+    assert catalogs.wording(tag).gettext(label) == catalogs.wording(catalog).gettext(label)
+    assert catalogs.wording(tag).gettext(label) != label

@@ -55,10 +55,26 @@ def _key(language: str) -> str:
     return language.replace("_", "-").casefold()
 
 
+# Tags that name a catalog by region or another code: Taiwan and Hong Kong write
+# Traditional Chinese, mainland China and Singapore Simplified; Filipino is Tagalog here.
+ALIASES = {
+    "zh-tw": "zh-hant",
+    "zh-hk": "zh-hant",
+    "zh-mo": "zh-hant",
+    "zh-cn": "zh-hans",
+    "zh-sg": "zh-hans",
+    "zh": "zh-hans",
+    "fil": "tl",
+}
+
+
 def _fallbacks(language: str) -> list[str]:
-    """zh-Hant-TW -> zh-hant-tw, zh-hant, zh."""
+    """zh-Hant-TW -> zh-hant-tw, zh-hant, zh (each also through its alias)."""
     parts = _key(language).split("-")
-    return ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    candidates = ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [
+        alias for candidate in candidates for alias in (candidate, ALIASES.get(candidate)) if alias
+    ]
 
 
 @cache
