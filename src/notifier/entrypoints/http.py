@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
 from notifier.entrypoints.api import api_router
+from notifier.entrypoints.console import console_router
 from notifier.entrypoints.consumer import register_subscribers, run_overdue_timer
 from notifier.entrypoints.webhooks import webhook_router
 from notifier.request_context import REQUEST_ID_HEADER, current_request_id, request_id_from
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
     if serve_api:
         app.include_router(webhook_router())
         app.include_router(api_router())
+        app.include_router(console_router())
 
     @app.middleware("http")
     async def request_id(
