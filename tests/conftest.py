@@ -70,7 +70,8 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
         await engine.dispose()
 
 
-TEST_TOPIC_PREFIX = "t-"
+TEST_TOPIC_PREFIX = f"t-{uuid.uuid4().hex[:6]}-"
+"""This session's topics: deleted at its end without touching another session's."""
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -32,7 +32,7 @@ from notifier.config import (
     TwilioSettings,
 )
 from notifier.entrypoints.consumer import register_subscribers
-from tests.conftest import kafka_bootstrap
+from tests.conftest import TEST_TOPIC_PREFIX, kafka_bootstrap
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -216,11 +216,11 @@ async def running_pipeline(
     kafka = KafkaSettings(
         bootstrap_servers=kafka_bootstrap(),
         group_id=f"notifier-test-{run}",
-        send_requests_topic=f"t-{run}.conversation.send-requests",
-        recipients_topic=f"t-{run}.directory.recipients",
-        districts_topic=f"t-{run}.directory.districts",
-        delivery_events_topic=f"t-{run}.notifier.delivery-events",
-        dead_letter_topic=f"t-{run}.notifier.dead-letter",
+        send_requests_topic=f"{TEST_TOPIC_PREFIX}{run}.conversation.send-requests",
+        recipients_topic=f"{TEST_TOPIC_PREFIX}{run}.directory.recipients",
+        districts_topic=f"{TEST_TOPIC_PREFIX}{run}.directory.districts",
+        delivery_events_topic=f"{TEST_TOPIC_PREFIX}{run}.notifier.delivery-events",
+        dead_letter_topic=f"{TEST_TOPIC_PREFIX}{run}.notifier.dead-letter",
         partitions=3,
         batch_timeout_ms=20,
         graceful_timeout_seconds=10,

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import kafka_bootstrap
+from tests.conftest import TEST_TOPIC_PREFIX, kafka_bootstrap
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.twilio_server import FakeTwilio
 from tests.test_pipeline_kafka import DISTRICT, recipient, send_request
@@ -254,7 +254,7 @@ def _service_env(
     tmp_path: Path, run: str, twilio: FakeTwilio, sendgrid: FakeSendGrid
 ) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("NOTIFIER_")}
-    prefix = f"t-{run}"
+    prefix = f"{TEST_TOPIC_PREFIX}{run}"
     return env | {
         "PYTHONUNBUFFERED": "1",
         # Neither the repository's config file nor a mounted secrets directory may leak in.

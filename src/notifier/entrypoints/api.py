@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from notifier.bootstrap import Container
 from notifier.domain.model import Channel, Recipient
@@ -37,6 +37,8 @@ class ResettableChannel(StrEnum):
 
 
 class ResetBody(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     note: str = Field(
         min_length=1, max_length=2000, description="Why: kept in the audit log with who and when."
     )
@@ -262,6 +264,9 @@ def api_router() -> APIRouter:
                 status.HTTP_422_UNPROCESSABLE_CONTENT, "give exactly one of email or phone"
             )
         channel = Channel.EMAIL if email is not None else Channel.SMS
+        if phone is not None and phone[:1] == " " and phone.strip()[:1].isdigit():
+            # "+1555…" typed into a URL arrives as " 1555…" (a + in a query is a space).
+            phone = "+" + phone.strip()
         address = valid_address(channel, email if email is not None else phone or "")
         view = await address_view(container.store, channel, address, limit=limit, offset=offset)
         if view is None:

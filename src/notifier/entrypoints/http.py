@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -32,6 +33,7 @@ _ERROR_NAMES = {
     404: "not_found",
     409: "conflict",
     422: "invalid",
+    429: "too_many_requests",
 }
 
 
@@ -88,6 +90,18 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
             {"error": _ERROR_NAMES.get(error.status_code, "error"), "detail": error.detail},
             status_code=error.status_code,
             headers=error.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # The same shape as every other refusal, with one readable line per problem.
+        problems = [
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        ]
+        return JSONResponse(
+            {"error": "invalid", "detail": "; ".join(problems), "problems": problems},
+            status_code=422,
         )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests.")
