@@ -262,3 +262,55 @@ async def test_delivery_latency_is_measured_from_request_creation(world: World) 
     assert count == 1
     assert total is not None
     assert 1.0 <= total < 2.0, "the stepping clock starts one second after created_at"
+
+
+async def test_two_people_on_one_phone_get_one_text_labelled_for_both(world: World) -> None:
+    await world.store.upsert_recipient(
+        person("guardian-dennis", first_name="Dennis", phone="+15555550123")
+    )
+    await world.store.upsert_recipient(
+        person("guardian-maya", first_name="Maya", phone="+15555550123")
+    )
+
+    report = await deliver_request(request("guardian-dennis", "guardian-maya"), world.deps)
+
+    [text] = world.sms.sent
+    assert text.sms is not None
+    assert text.sms.body.startswith("For Dennis and Maya: Ms. Rivera: ")
+    sms = [e for e in report.outcomes if e.channel is Channel.SMS]
+    assert sorted(e.recipient_id for e in sms) == ["guardian-dennis", "guardian-maya"]
+    assert {e.status for e in sms} == {DeliveryStatus.SENT}
+    assert len({e.provider_message_id for e in sms}) == 1, "both point at the one text"
+
+
+async def test_people_on_one_phone_with_different_languages_get_a_text_each(world: World) -> None:
+    await world.store.upsert_recipient(
+        person("guardian-dennis", first_name="Dennis", phone="+15555550123")
+    )
+    await world.store.upsert_recipient(
+        person("guardian-lucia", first_name="Lucía", language="es", phone="+15555550123")
+    )
+
+    await deliver_request(request("guardian-dennis", "guardian-lucia"), world.deps)
+
+    bodies = sorted(m.sms.body[:12] for m in world.sms.sent if m.sms)
+    assert bodies == ["For Dennis: ", "Para Lucía: "]
+
+
+async def test_a_shared_text_redelivered_is_not_sent_again(world: World) -> None:
+    await world.store.upsert_recipient(
+        person("guardian-dennis", first_name="Dennis", phone="+15555550123")
+    )
+    await world.store.upsert_recipient(
+        person("guardian-maya", first_name="Maya", phone="+15555550123")
+    )
+    world.sms.delay_seconds = 0.05
+
+    await asyncio.gather(
+        deliver_request(request("guardian-dennis", "guardian-maya"), world.deps),
+        deliver_request(request("guardian-dennis", "guardian-maya"), world.deps),
+    )
+    again = await deliver_request(request("guardian-dennis", "guardian-maya"), world.deps)
+
+    assert len(world.sms.sent) == 1
+    assert again.repeated == len(again.outcomes)

@@ -892,3 +892,25 @@ async def test_a_fallback_for_a_one_off_email_fault_does_not_use_up_the_resume_l
 
     assert [m.message_id for m in world.sms.sent] == ["msg-1", "msg-2"]
     assert resume_token(world.sms.sent[1]) is not None
+
+
+async def test_an_undelivered_shared_text_fails_over_everyone_it_was_for(world: World) -> None:
+    await world.store.upsert_recipient(
+        recipient(id=DENNIS, first_name="Dennis", email="dennis@example.org")
+    )
+    await world.store.upsert_recipient(
+        recipient(id="guardian-maya", first_name="Maya", email="maya@example.org")
+    )
+    await world.deliver("msg-1", DENNIS, "guardian-maya")
+    assert len(world.sms.sent) == 1, "one text for both"
+    shared = await world.delivery("msg-1", DENNIS, Channel.SMS)
+
+    outcome = await world.twilio(
+        classify_twilio("undelivered", 30008), provider_message_id=shared.provider_message_id
+    )
+
+    assert outcome is ReportOutcome.APPLIED
+    for person in (DENNIS, "guardian-maya"):
+        failed = await world.delivery("msg-1", person, Channel.SMS)
+        assert (failed.status, failed.reason) == (DeliveryStatus.FAILED, Reason.PROVIDER_ERROR)
+    assert sorted(m.to for m in world.email.sent) == ["dennis@example.org", "maya@example.org"]

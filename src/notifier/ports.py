@@ -241,9 +241,9 @@ class Store(Protocol):
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
 
-    async def delivery_by_provider_id(
+    async def deliveries_by_provider_id(
         self, channel: Channel, provider_message_id: str
-    ) -> DeliveryRecord | None: ...
+    ) -> list[DeliveryRecord]: ...
 
     async def latest_delivery_to(
         self, channel: Channel, address: str, not_after: datetime
@@ -343,6 +343,10 @@ class TokenIssuer(Protocol):
 
 class Catalogs(Protocol):
     def wording(self, language: str) -> Wording: ...
+
+    def join_names(self, language: str, names: Sequence[str]) -> str:
+        """ "Dennis and Maya" / "Dennis y Maya": a list in the language's own style."""
+        ...
 
 
 class Clock(Protocol):

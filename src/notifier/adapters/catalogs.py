@@ -7,11 +7,13 @@ so no generated binary can drift from them.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.lists import format_list
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -49,6 +51,10 @@ class GettextCatalogs:
                 return found
         # English is the source language: the message ids are the English wording.
         return NullTranslations()
+
+    def join_names(self, language: str, names: Sequence[str]) -> str:
+        locale = next((found for found in map(_babel_locale, _fallbacks(language)) if found), None)
+        return format_list(list(names), locale=locale or Locale("en"))
 
 
 def _key(language: str) -> str:

@@ -426,13 +426,20 @@ class SqlStore:
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
         return await self._one_delivery(t.deliveries.c.delivery_id == delivery_id)
 
-    async def delivery_by_provider_id(
+    async def deliveries_by_provider_id(
         self, channel: Channel, provider_message_id: str
-    ) -> DeliveryRecord | None:
-        return await self._one_delivery(
-            t.deliveries.c.channel == channel.value,
-            t.deliveries.c.provider_message_id == provider_message_id,
-        )
+    ) -> list[DeliveryRecord]:
+        """Several when one text went to a phone that several recipients share."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.deliveries)
+                .where(
+                    t.deliveries.c.channel == channel.value,
+                    t.deliveries.c.provider_message_id == provider_message_id,
+                )
+                .order_by(t.deliveries.c.recipient_id)
+            )
+            return [_delivery_from_row(row._mapping) for row in rows]
 
     async def latest_delivery_to(
         self, channel: Channel, address: str, not_after: datetime

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -58,6 +59,8 @@ from notifier.ports import (
     UnknownOutcomeError,
 )
 
+ResultT = TypeVar("ResultT")
+
 
 class DeliveryInterrupted(Exception):
     """The first copy of a delivery failed before recording an outcome; the copies that
@@ -98,7 +101,7 @@ class DeliveryDependencies:
     """Bounds provider calls in progress across all requests of the process."""
     resume_links: ResumeLinks | None = None
     """None when no public URL is configured: fallback texts then carry no link."""
-    underway: dict[str, asyncio.Future[DeliveryEvent]] = field(default_factory=dict)
+    underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     """Deliveries being worked on in this process, by id. A copy of the same request in the
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
 
@@ -133,6 +136,7 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
 
     # A TaskGroup, not gather: when one delivery hits a store or broker failure the others
     # are cancelled and the request is retried as a whole, instead of running on unobserved.
+    texts: dict[tuple[str, str], list[tuple[RecipientPlan, PlannedDelivery]]] = {}
     async with asyncio.TaskGroup() as group:
         tasks = []
         for recipient_id in recipient_ids:
@@ -141,11 +145,24 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
                 tasks.append(group.create_task(_unknown_recipient(request, recipient_id, deps)))
                 continue
             plan = plan_recipient(profile, district, points)
-            tasks.extend(
-                group.create_task(_deliver(request, district, plan, planned, deps))
-                for planned in plan.deliveries
-            )
-    results = [task.result() for task in tasks]
+            for planned in plan.deliveries:
+                if planned.channel is Channel.SMS and planned.needs_sending:
+                    texts.setdefault((planned.address, plan.language), []).append((plan, planned))
+                else:
+                    tasks.append(
+                        group.create_task(_deliver(request, district, plan, planned, deps))
+                    )
+        # Several people on one phone (a family phone) get one text labelled for all of them.
+        shared = []
+        for members in texts.values():
+            if len(members) == 1:
+                plan, planned = members[0]
+                tasks.append(group.create_task(_deliver(request, district, plan, planned, deps)))
+            else:
+                shared.append(
+                    group.create_task(_deliver_shared_text(request, district, members, deps))
+                )
+    results = [task.result() for task in tasks] + [r for task in shared for r in task.result()]
     return RequestReport(
         request_id=request.request_id,
         outcomes=tuple(event for event, _ in results),
@@ -173,35 +190,108 @@ async def _deliver(
     deps: DeliveryDependencies,
 ) -> tuple[DeliveryEvent, bool]:
     delivery_id = delivery_id_for(request.message_id, plan.recipient.id, planned.channel)
-    earlier = deps.underway.get(delivery_id)
+    (event, repeated), waited = await _once(
+        delivery_id,
+        lambda: _deliver_once(request, district, plan, planned, delivery_id, deps),
+        deps,
+    )
+    return event, repeated or waited
+
+
+async def _once(
+    key: str, work: Callable[[], Coroutine[Any, Any, ResultT]], deps: DeliveryDependencies
+) -> tuple[ResultT, bool]:
+    """Run ``work`` once per key at a time in this process; a second copy (the same request
+    twice in one batch) waits for the first instead of taking its "queued" rows for a dead
+    attempt. True when this call only waited."""
+    earlier = deps.underway.get(key)
     if earlier is not None:
         return await asyncio.shield(earlier), True
-    outcome: asyncio.Future[DeliveryEvent] = asyncio.get_running_loop().create_future()
-    deps.underway[delivery_id] = outcome
+    outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    deps.underway[key] = outcome
     try:
-        event, repeated = await _deliver_once(request, district, plan, planned, delivery_id, deps)
+        result = await work()
     except BaseException:
-        outcome.set_exception(DeliveryInterrupted(delivery_id))
+        outcome.set_exception(DeliveryInterrupted(key))
         # Retrieved here so an outcome nobody else awaited doesn't log "never retrieved".
         outcome.exception()
         raise
     else:
-        outcome.set_result(event)
+        outcome.set_result(result)
     finally:
-        del deps.underway[delivery_id]
-    return event, repeated
+        del deps.underway[key]
+    return result, False
 
 
-async def _deliver_once(
+async def _deliver_shared_text(
     request: SendRequest,
     district: District,
-    plan: RecipientPlan,
-    planned: PlannedDelivery,
-    delivery_id: str,
+    members: list[tuple[RecipientPlan, PlannedDelivery]],
     deps: DeliveryDependencies,
-) -> tuple[DeliveryEvent, bool]:
-    record = DeliveryRecord(
-        delivery_id=delivery_id,
+) -> list[tuple[DeliveryEvent, bool]]:
+    members = sorted(members, key=lambda member: member[0].recipient.id)
+    lead_id = delivery_id_for(request.message_id, members[0][0].recipient.id, Channel.SMS)
+    results, waited = await _once(
+        lead_id, lambda: _deliver_shared_text_once(request, district, members, deps), deps
+    )
+    return [(event, repeated or waited) for event, repeated in results]
+
+
+async def _deliver_shared_text_once(
+    request: SendRequest,
+    district: District,
+    members: list[tuple[RecipientPlan, PlannedDelivery]],
+    deps: DeliveryDependencies,
+) -> list[tuple[DeliveryEvent, bool]]:
+    """One text for everyone on a shared phone ("For Dennis and Maya: ..."), still one
+    delivery per person, all pointing at the same provider message."""
+    records = [_record_for(request, district, plan, planned) for plan, planned in members]
+    results: dict[int, tuple[DeliveryEvent, bool]] = {}
+    pending = []
+    for index, record in enumerate(records):
+        claim = await deps.store.claim_delivery(record)
+        if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
+            results[index] = (await _repeat_known_outcome(claim.record, deps), True)
+            continue
+        if claim.is_new:
+            deps.metrics.delivery_recorded(record.channel, record.status)
+            await deps.events.publish([event_for(record, record.status, deps.clock)])
+        pending.append(index)
+    if pending:
+        lead_plan, lead_planned = members[pending[0]]
+        names = deps.catalogs.join_names(
+            lead_plan.language, [_first_name(members[i][0].recipient) for i in pending]
+        )
+        message = _outbound(
+            request,
+            district,
+            lead_plan,
+            lead_planned,
+            records[pending[0]].delivery_id,
+            deps,
+            resume_link=None,
+            label_name=names,
+        )
+        sent = await _send(message, records[pending[0]], deps)
+        for index in pending:
+            final = event_for(
+                records[index],
+                sent.status,
+                deps.clock,
+                reason=sent.reason,
+                provider=sent.provider,
+                provider_message_id=sent.provider_message_id,
+            )
+            await _record_final(request, records[index], final, deps)
+            results[index] = (final, False)
+    return [results[index] for index in range(len(members))]
+
+
+def _record_for(
+    request: SendRequest, district: District, plan: RecipientPlan, planned: PlannedDelivery
+) -> DeliveryRecord:
+    return DeliveryRecord(
+        delivery_id=delivery_id_for(request.message_id, plan.recipient.id, planned.channel),
         request_id=request.request_id,
         message_id=request.message_id,
         conversation_id=request.conversation_id,
@@ -215,6 +305,29 @@ async def _deliver_once(
         language=plan.language,
         district_id=district.id,
     )
+
+
+async def _record_final(
+    request: SendRequest, record: DeliveryRecord, final: DeliveryEvent, deps: DeliveryDependencies
+) -> None:
+    if final.status is DeliveryStatus.SENT:
+        deps.metrics.delivery_latency(
+            record.channel, (final.occurred_at - request.created_at).total_seconds()
+        )
+    await deps.store.record_event(final)
+    deps.metrics.delivery_recorded(record.channel, final.status)
+    await deps.events.publish([final])
+
+
+async def _deliver_once(
+    request: SendRequest,
+    district: District,
+    plan: RecipientPlan,
+    planned: PlannedDelivery,
+    delivery_id: str,
+    deps: DeliveryDependencies,
+) -> tuple[DeliveryEvent, bool]:
+    record = _record_for(request, district, plan, planned)
     claim = await deps.store.claim_delivery(record)
     if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
         return await _repeat_known_outcome(claim.record, deps), True
@@ -232,13 +345,7 @@ async def _deliver_once(
         request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
     )
     final = await _send(message, record, deps)
-    if final.status is DeliveryStatus.SENT:
-        deps.metrics.delivery_latency(
-            record.channel, (final.occurred_at - request.created_at).total_seconds()
-        )
-    await deps.store.record_event(final)
-    deps.metrics.delivery_recorded(record.channel, final.status)
-    await deps.events.publish([final])
+    await _record_final(request, record, final, deps)
     return final, False
 
 
@@ -297,6 +404,7 @@ def _outbound(
     delivery_id: str,
     deps: DeliveryDependencies,
     resume_link: str | None,
+    label_name: str | None = None,
 ) -> OutboundMessage:
     wording = deps.catalogs.wording(plan.language)
     text = message_text(request, plan.language) or original_text(request)
@@ -313,7 +421,12 @@ def _outbound(
         return replace(
             message,
             sms=render_sms(
-                request, district, _first_name(plan.recipient), text, wording, resume_link
+                request,
+                district,
+                label_name or _first_name(plan.recipient),
+                text,
+                wording,
+                resume_link,
             ),
             sender_address=district.sms_sender,
         )

@@ -124,58 +124,66 @@ async def record_provider_report(
 
 async def _apply(report: ProviderReport, deps: FollowUpDependencies) -> ReportOutcome:
     classification = report.classification
-    delivery = await _matching_delivery(report, deps)
-    address = report.address or (delivery.address if delivery else None)
+    deliveries = await _matching_deliveries(report, deps)
+    address = report.address or next((d.address for d in deliveries if d.address), None)
     if address:
         await _apply_to_address(report.channel, address, classification, report.occurred_at, deps)
-    if delivery is None:
+    if not deliveries:
         return ReportOutcome.UNMATCHED if classification.status else ReportOutcome.IGNORED
     if classification.status is None:
         return ReportOutcome.IGNORED
-    if not moves_forward(delivery.status, classification.status):
-        # e.g. a "delivered" after the bounce that failed it over, or a bounce after
-        # "delivered": the address has been told about above, nothing is sent again.
-        return ReportOutcome.LATE
 
-    await _record(delivery, classification.status, classification.reason, deps.delivery)
-    if classification.fail_over:
-        await fail_over(delivery, classification.status, classification.reason, deps)
-        if classification.contact in (ContactEffect.FAILING, ContactEffect.OPTED_OUT) and address:
-            # The address itself is broken: the same message's other deliveries to it (a
-            # family sharing the inbox) won't arrive either, so they fail over now too.
-            for sibling in await deps.delivery.store.open_deliveries_to(
-                delivery.message_id, delivery.channel, address
-            ):
-                # Failed, not bounced (no bounce came for it), but it is the bounce that
-                # explains its fallback.
-                await _record(sibling, DeliveryStatus.FAILED, classification.reason, deps.delivery)
-                await fail_over(
-                    sibling,
-                    DeliveryStatus.FAILED,
-                    classification.reason,
-                    deps,
-                    route=failover_route(classification.status, classification.reason),
-                )
-    return ReportOutcome.APPLIED
+    outcome = ReportOutcome.LATE
+    for delivery in deliveries:
+        if not moves_forward(delivery.status, classification.status):
+            # e.g. a "delivered" after the bounce that failed it over, or a bounce after
+            # "delivered": the address has been told about above, nothing is sent again.
+            continue
+        outcome = ReportOutcome.APPLIED
+        await _record(delivery, classification.status, classification.reason, deps.delivery)
+        if classification.fail_over:
+            await fail_over(delivery, classification.status, classification.reason, deps)
+    broken = classification.contact in (ContactEffect.FAILING, ContactEffect.OPTED_OUT)
+    if outcome is ReportOutcome.APPLIED and classification.fail_over and broken and address:
+        # The address itself is broken: the same message's other deliveries to it (a
+        # family sharing the inbox) won't arrive either, so they fail over now too.
+        for sibling in await deps.delivery.store.open_deliveries_to(
+            deliveries[0].message_id, deliveries[0].channel, address
+        ):
+            # Failed, not bounced (no bounce came for it), but it is the bounce that
+            # explains its fallback.
+            await _record(sibling, DeliveryStatus.FAILED, classification.reason, deps.delivery)
+            await fail_over(
+                sibling,
+                DeliveryStatus.FAILED,
+                classification.reason,
+                deps,
+                route=failover_route(classification.status, classification.reason),
+            )
+    return outcome
 
 
-async def _matching_delivery(
+async def _matching_deliveries(
     report: ProviderReport, deps: FollowUpDependencies
-) -> DeliveryRecord | None:
-    """Our ids first; then the provider's message id; then (SendGrid's delayed bounces carry
-    neither) the last delivery to the address before the report."""
+) -> list[DeliveryRecord]:
+    """Our ids first; then the provider's message id (one text may stand for several people
+    sharing a phone); then, for SendGrid's delayed bounces that carry neither, the last
+    delivery to the address before the report."""
     store = deps.delivery.store
-    if report.delivery_id:
-        found = await store.delivery(report.delivery_id)
-        if found is not None:
-            return found
-    if report.provider_message_id:
-        found = await store.delivery_by_provider_id(report.channel, report.provider_message_id)
-        if found is not None:
-            return found
+    found = await store.delivery(report.delivery_id) if report.delivery_id else None
+    provider_message_id = report.provider_message_id or (
+        found.provider_message_id if found else None
+    )
+    if provider_message_id:
+        sharing = await store.deliveries_by_provider_id(report.channel, provider_message_id)
+        if sharing:
+            return sharing
+    if found is not None:
+        return [found]
     if report.address:
-        return await store.latest_delivery_to(report.channel, report.address, report.occurred_at)
-    return None
+        latest = await store.latest_delivery_to(report.channel, report.address, report.occurred_at)
+        return [latest] if latest else []
+    return []
 
 
 async def _apply_to_address(
