@@ -4,13 +4,15 @@ in-memory fakes for the providers and the event stream."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.store import SqlStore
+from notifier.adapters.tables import deliveries
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -314,3 +316,48 @@ async def test_a_shared_text_redelivered_is_not_sent_again(world: World) -> None
 
     assert len(world.sms.sent) == 1
     assert again.repeated == len(again.outcomes)
+
+
+async def test_a_long_message_is_shortened_to_three_texts_ending_with_read_more(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    long_body = " ".join(["The field trip bus leaves from the north entrance."] * 30)
+
+    await deliver_request(replace(request("guardian-9"), body=long_body), world.deps)
+
+    [text] = world.sms.sent
+    assert text.sms is not None
+    assert text.sms.body.endswith("Read more in the app.")
+    assert (text.sms.segments, text.sms.encoding) == (3, "gsm_7")
+    [stored] = [
+        r for r in await world.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+    ]
+    async with world.store.engine.connect() as connection:
+        cost = (
+            await connection.execute(
+                sa.select(deliveries.c.sms_segments, deliveries.c.sms_encoding).where(
+                    deliveries.c.delivery_id == stored.delivery_id
+                )
+            )
+        ).one()
+    assert tuple(cost) == (3, "gsm_7")
+    assert (
+        world.metrics.registry.get_sample_value(
+            "notifier_sms_segments_total", {"encoding": "gsm_7"}
+        )
+        == 3
+    )
+
+
+async def test_a_short_text_with_a_curly_quote_stays_one_gsm_segment(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+
+    await deliver_request(
+        replace(request("guardian-9"), body="Don’t forget: forms are due Friday."), world.deps
+    )
+
+    [text] = world.sms.sent
+    assert text.sms is not None
+    assert "Don't forget" in text.sms.body
+    assert (text.sms.segments, text.sms.encoding) == (1, "gsm_7")

@@ -133,6 +133,7 @@ async def open_container(settings: Settings) -> Container:
         retry=RetryPolicy(attempts=delivery.retry_attempts, max_seconds=delivery.retry_max_seconds),
         in_flight=asyncio.Semaphore(delivery.max_in_flight),
         resume_links=_resume_links(settings),
+        message_link_template=delivery.message_link_template,
     )
     contact_points = ContactPointDependencies(store, providers.suppressions, clock)
     tokens = StaticTokens(settings.api.tokens, store)

@@ -153,6 +153,11 @@ class DeliverySettings(BaseModel):
     strikes_to_fail: int = Field(
         3, ge=1, description="Repeated failures of one address that mark it failing."
     )
+    message_link_template: str | None = Field(
+        None,
+        description="Link to a message in the app, for the 'Read more' of shortened texts, "
+        "e.g. https://connect.example/c/{conversation_id}?m={message_id}.",
+    )
     resume_link_secret: SecretStr | None = Field(
         None, description="Key signing the resume-email links (secret)."
     )

@@ -82,6 +82,13 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+        self.sms_segments = Counter(
+            "notifier_sms_segments_total",
+            "SMS segments sent (what carriers bill), by encoding.",
+            ["encoding"],
+            registry=self.registry,
+        )
+
     def request_processed(self, outcome: str) -> None:
         self.send_requests.labels(outcome).inc()
 
@@ -105,6 +112,9 @@ class PrometheusMetrics:
 
     def bounce(self, channel: Channel, reason: Reason | None) -> None:
         self.bounces.labels(channel.value, _reason(reason)).inc()
+
+    def sms_sent(self, encoding: str, segments: int) -> None:
+        self.sms_segments.labels(encoding).inc(segments)
 
     def status_reset(self, channel: Channel, actor: str) -> None:
         self.resets.labels(channel.value, actor).inc()

@@ -175,6 +175,12 @@ class DistrictWire(_Inbound):
     timezone: str = "UTC"
     sms_sender: str | None = None
     email_from: EmailFromWire | None = None
+    sms_max_segments: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Not in district/1 yet: longer texts are shortened to this many segments.",
+    )
     deferred_failover_minutes: int | None = Field(
         None,
         ge=1,
@@ -198,6 +204,7 @@ class DistrictWire(_Inbound):
             email_from_address=self.email_from.email if self.email_from else None,
             email_from_name=self.email_from.name if self.email_from else None,
             deferred_failover_minutes=self.deferred_failover_minutes,
+            sms_max_segments=self.sms_max_segments,
         )
 
 

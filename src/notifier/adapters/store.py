@@ -216,6 +216,7 @@ class SqlStore:
             "email_from_address": district.email_from_address,
             "email_from_name": district.email_from_name,
             "deferred_failover_minutes": district.deferred_failover_minutes,
+            "sms_max_segments": district.sms_max_segments,
             "stored_at": self._clock.now(),
         }
         insert = self._insert(t.districts).values(values)
@@ -517,6 +518,43 @@ class SqlStore:
             ).first()
         return None if row is None else _request_from_json(row.payload)
 
+    async def record_sms_cost(self, delivery_id: str, segments: int, encoding: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.delivery_id == delivery_id)
+                .values(sms_segments=segments, sms_encoding=encoding)
+            )
+
+    async def cached_translation(self, message_id: str, language: str) -> str | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(t.translations.c.text).where(
+                        t.translations.c.message_id == message_id,
+                        t.translations.c.language == language,
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.text)
+
+    async def save_translation(
+        self, message_id: str, language: str, text: str, provider: str
+    ) -> None:
+        statement = (
+            self._insert(t.translations)
+            .values(
+                message_id=message_id,
+                language=language,
+                text=text,
+                provider=provider,
+                created_at=self._clock.now(),
+            )
+            .on_conflict_do_nothing()
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
     async def provider_event_seen(self, provider: str, event_key: str) -> bool:
         async with self._engine.connect() as connection:
             row = (
@@ -752,6 +790,7 @@ def _district_from_row(row: RowMapping) -> District:
         email_from_address=row["email_from_address"],
         email_from_name=row["email_from_name"],
         deferred_failover_minutes=row["deferred_failover_minutes"],
+        sms_max_segments=row["sms_max_segments"] or 3,
     )
 
 

@@ -48,6 +48,7 @@ districts = sa.Table(
     sa.Column("email_from_address", sa.String(320)),
     sa.Column("email_from_name", sa.Text),
     sa.Column("deferred_failover_minutes", sa.Integer),
+    sa.Column("sms_max_segments", sa.Integer),
     sa.Column("stored_at", UtcDateTime, nullable=False),
 )
 
@@ -99,6 +100,8 @@ deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(128), index=True),
     sa.Column("district_id", sa.String(128)),
     sa.Column("sent_at", UtcDateTime),
+    sa.Column("sms_segments", sa.Integer),
+    sa.Column("sms_encoding", sa.String(8)),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint(
@@ -202,3 +205,13 @@ api_tokens = sa.Table(
 
 sa.Index("ix_recipients_display_name", recipients.c.display_name)
 sa.Index("ix_audit_log_address", audit_log.c.address)
+
+translations = sa.Table(
+    "translations",
+    metadata,
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("language", sa.String(35), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)

@@ -108,6 +108,8 @@ class District:
     deferred_failover_minutes: int | None = None
     """How long an email may stay deferred (or an SMS without a final status) before the
     message fails over; None means the service's default."""
+    sms_max_segments: int = 3
+    """Longer texts are shortened to this many segments, ending with a "Read more" link."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,8 @@ class SendRequest:
 @dataclass(frozen=True, slots=True)
 class RenderedSms:
     body: str
+    segments: int = 1
+    encoding: str = "gsm_7"
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,13 +56,15 @@ def render_sms(
             )
         )
     if resume_link:
-        parts.append(
-            "\n"
-            + wording.gettext("Email working again? Tap to get messages by email: {link}").format(
-                link=resume_link
-            )
-        )
+        parts.append("\n" + resume_link_line(wording, resume_link))
     return RenderedSms("".join(parts))
+
+
+def resume_link_line(wording: Wording, link: str) -> str:
+    """The person's way back to email, in the first text standing in for a failing one."""
+    return wording.gettext("Email working again? Tap to get messages by email: {link}").format(
+        link=link
+    )
 
 
 def email_subject(request: SendRequest, wording: Wording) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -31,9 +31,10 @@ from notifier.domain.model import (
     OutboundMessage,
     Reason,
     Recipient,
+    RenderedSms,
     SendRequest,
 )
-from notifier.domain.rendering import render_email, render_sms
+from notifier.domain.rendering import Wording, render_email, render_sms, resume_link_line
 from notifier.domain.resolution import (
     PlannedDelivery,
     RecipientPlan,
@@ -44,6 +45,8 @@ from notifier.domain.resolution import (
     recipients_to_notify,
 )
 from notifier.domain.resume_links import make_token
+from notifier.domain.sms import fit_sms
+from notifier.domain.sms import segments as sms_segments
 from notifier.ports import (
     Catalogs,
     ChannelSender,
@@ -101,6 +104,9 @@ class DeliveryDependencies:
     """Bounds provider calls in progress across all requests of the process."""
     resume_links: ResumeLinks | None = None
     """None when no public URL is configured: fallback texts then carry no link."""
+    message_link_template: str | None = None
+    """Where a message can be read in the app ({conversation_id}, {message_id}), for the
+    "Read more" of a shortened text."""
     underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     """Deliveries being worked on in this process, by id. A copy of the same request in the
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
@@ -272,7 +278,7 @@ async def _deliver_shared_text_once(
             resume_link=None,
             label_name=names,
         )
-        sent = await _send(message, records[pending[0]], deps)
+        sent = await _send_recorded(message, [records[i] for i in pending], deps)
         for index in pending:
             final = event_for(
                 records[index],
@@ -305,6 +311,21 @@ def _record_for(
         language=plan.language,
         district_id=district.id,
     )
+
+
+async def _send_recorded(
+    message: OutboundMessage, records: Sequence[DeliveryRecord], deps: DeliveryDependencies
+) -> DeliveryEvent:
+    """Send, with what a text will cost recorded on every delivery it stands for."""
+    if message.sms is not None:
+        for record in records:
+            await deps.store.record_sms_cost(
+                record.delivery_id, message.sms.segments, message.sms.encoding
+            )
+    sent = await _send(message, records[0], deps)
+    if message.sms is not None and sent.status is DeliveryStatus.SENT:
+        deps.metrics.sms_sent(message.sms.encoding, message.sms.segments)
+    return sent
 
 
 async def _record_final(
@@ -344,7 +365,7 @@ async def _deliver_once(
     message = _outbound(
         request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
     )
-    final = await _send(message, record, deps)
+    final = await _send_recorded(message, [record], deps)
     await _record_final(request, record, final, deps)
     return final, False
 
@@ -418,16 +439,23 @@ def _outbound(
         language=plan.language,
     )
     if planned.channel is Channel.SMS:
+        rendered = render_sms(
+            request, district, label_name or _first_name(plan.recipient), text, wording
+        )
+        # Capped at the district's number of segments: a long message ends with a link to
+        # the whole of it in the app instead of costing nine texts.
+        body = fit_sms(
+            rendered.body,
+            max_segments=district.sms_max_segments,
+            read_more=_read_more(request, wording, deps.message_link_template),
+        ).text
+        if resume_link:
+            # Never cut: it is how the person gets email back (and it comes once).
+            body += "\n" + resume_link_line(wording, resume_link)
+        cost = sms_segments(body)
         return replace(
             message,
-            sms=render_sms(
-                request,
-                district,
-                label_name or _first_name(plan.recipient),
-                text,
-                wording,
-                resume_link,
-            ),
+            sms=RenderedSms(body, cost.count, cost.encoding.value),
             sender_address=district.sms_sender,
         )
     if planned.channel is Channel.EMAIL:
@@ -460,6 +488,15 @@ async def _resume_link(
     if not await deps.store.mark_resume_link_sent(email):
         return None
     return deps.resume_links.url_for(email, deps.clock.now())
+
+
+def _read_more(request: SendRequest, wording: Wording, link_template: str | None) -> str:
+    if link_template is None:
+        return wording.gettext("Read more in the app.")
+    link = link_template.replace("{conversation_id}", request.conversation_id).replace(
+        "{message_id}", request.message_id
+    )
+    return wording.gettext("Read more: {link}").format(link=link)
 
 
 def _first_name(recipient: Recipient) -> str:
