@@ -23,16 +23,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pydantic import SecretStr
 
+from notifier.adapters.catalogs import GettextCatalogs
 from notifier.bootstrap import Container, open_container
 from notifier.config import (
     DatabaseSettings,
+    DeepLSettings,
     KafkaSettings,
     SendGridSettings,
     Settings,
+    TranslationSettings,
     TwilioSettings,
 )
 from notifier.entrypoints.consumer import register_subscribers
 from tests.conftest import TEST_TOPIC_PREFIX, kafka_bootstrap
+from tests.fakes.deepl_server import FakeDeepL
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -48,7 +52,7 @@ DISTRICT = {
     "default_channel": "email",
     "role_channels": {"guardian": "sms"},
     "default_language": "en",
-    "languages": ["en", "es"],
+    "languages": ["en", "es", "vi", "ar"],
     "sms_label": True,
     "max_recipients": 15,
     "timezone": "America/Chicago",
@@ -549,3 +553,80 @@ async def test_a_number_twilio_refuses_fails_over_to_email_at_once_and_after(
     later = _by_recipient(await pipeline.final_events("msg-after-refusal", count=2))
     assert later[("guardian-ivy", "email")]["route"] == "contact_point_failing"
     assert len(pipeline.twilio.received) == 1, "the invalid number is not tried again"
+
+
+@asynccontextmanager
+async def translating_pipeline(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, FakeDeepL]]:
+    with FakeDeepL() as deepl:
+
+        def with_deepl(settings: Settings, twilio: FakeTwilio, sendgrid: FakeSendGrid) -> Settings:
+            return settings.model_copy(
+                update={
+                    "translation": TranslationSettings(provider="deepl", timeout_seconds=2),
+                    "deepl": DeepLSettings(
+                        auth_key=SecretStr(deepl.auth_key), server_url=deepl.base_url
+                    ),
+                }
+            )
+
+        async with running_pipeline(tmp_path, with_deepl) as line:
+            yield line, deepl
+
+
+VIETNAMESE_GUARDIAN = recipient(
+    "guardian-an", "An", "guardian", language="vi", phone="+15555550155"
+)
+
+
+async def test_a_vietnamese_guardian_gets_a_translated_text_with_a_vietnamese_label(
+    tmp_path: Path,
+) -> None:
+    async with translating_pipeline(tmp_path) as (line, deepl):
+        await line.load_directory([VIETNAMESE_GUARDIAN])
+        await line.send(send_request("msg-vi", ["guardian-an"]))
+        await line.send(send_request("msg-vi", ["guardian-an"]))  # translated once, not twice
+        await line.final_events("msg-vi", count=2)
+
+        [text] = [r.form["Body"] for r in line.twilio.received]
+        assert text == "Gửi An: Ms. Rivera: [VI] Field trip forms are due Friday."
+        assert len(deepl.received) == 1
+
+
+async def test_a_translator_outage_still_delivers_the_original_with_the_note(
+    tmp_path: Path,
+) -> None:
+    async with translating_pipeline(tmp_path) as (line, deepl):
+        deepl.fail_next(status=503, count=100)
+        await line.load_directory([VIETNAMESE_GUARDIAN])
+        await line.send(send_request("msg-vi-outage", ["guardian-an"]))
+
+        final = _by_recipient(await line.final_events("msg-vi-outage", count=2))
+
+        assert final[("guardian-an", "sms")]["status"] == "sent"
+        [text] = [r.form["Body"] for r in line.twilio.received]
+        assert text.startswith("Gửi An: Ms. Rivera: Field trip forms are due Friday.")
+        note = (
+            GettextCatalogs().wording("vi").gettext("(This message is in its original language.)")
+        )
+        assert note in text
+
+
+async def test_an_arabic_speaker_gets_a_right_to_left_email(pipeline: Pipeline) -> None:
+    layla = recipient(
+        "staff-layla", "Layla", "staff", language="ar", email="layla@springfield.example"
+    )
+    await pipeline.load_directory([layla])
+    await pipeline.send(
+        send_request(
+            "msg-ar",
+            ["staff-layla"],
+            translations={"ar": "يجب تسليم استمارات الرحلة يوم الجمعة."},
+        )
+    )
+    await pipeline.final_events("msg-ar", count=2)
+
+    [mail] = pipeline.sendgrid.accepted
+    html = next(c["value"] for c in mail.body["content"] if c["type"] == "text/html")
+    assert '<html lang="ar" dir="rtl">' in html
+    assert '<blockquote lang="ar" dir="rtl">' in html
+    assert "يجب تسليم استمارات الرحلة يوم الجمعة." in html

@@ -121,6 +121,35 @@ class SendGridSettings(BaseModel):
         return self.api_key is not None
 
 
+class TranslationSettings(BaseModel):
+    provider: Literal["none", "deepl", "google"] = Field(
+        "none",
+        description="Translator of message bodies the request has no translation for; none "
+        "sends the original with a note in the recipient's language.",
+    )
+    timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for one translation before sending the original."
+    )
+
+
+class DeepLSettings(BaseModel):
+    auth_key: SecretStr | None = Field(None, description="DeepL API key (secret).")
+    server_url: str | None = Field(
+        None, description="DeepL API base URL; unset, the SDK chooses by key (Free or Pro)."
+    )
+
+
+class GoogleSettings(BaseModel):
+    api_key: SecretStr | None = Field(
+        None,
+        description="Cloud Translation API key (secret); unset, Application Default "
+        "Credentials are used.",
+    )
+    api_endpoint: str = Field(
+        "https://translation.googleapis.com", description="Cloud Translation base URL."
+    )
+
+
 class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface of the HTTP server (0.0.0.0 in pods).")
     port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP server.")
@@ -228,7 +257,13 @@ class LogSettings(BaseModel):
 
 
 SECRET_FIELDS = frozenset(
-    {("twilio", "auth_token"), ("sendgrid", "api_key"), ("delivery", "resume_link_secret")}
+    {
+        ("twilio", "auth_token"),
+        ("sendgrid", "api_key"),
+        ("delivery", "resume_link_secret"),
+        ("deepl", "auth_key"),
+        ("google", "api_key"),
+    }
 )
 
 
@@ -254,6 +289,9 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     api: ApiSettings = ApiSettings()
     oidc: OidcSettings = OidcSettings()
+    translation: TranslationSettings = TranslationSettings()
+    deepl: DeepLSettings = DeepLSettings()
+    google: GoogleSettings = GoogleSettings()
     log: LogSettings = LogSettings()
 
     model_config = SettingsConfigDict(
@@ -289,6 +327,12 @@ class Settings(BaseSettings):
             ),
             _YamlWithoutSecrets(settings_cls, yaml_file=config_file),
         )
+
+    @model_validator(mode="after")
+    def _translator_has_credentials(self) -> Settings:
+        if self.translation.provider == "deepl" and self.deepl.auth_key is None:
+            raise ValueError("translation provider deepl needs NOTIFIER_DEEPL_AUTH_KEY")
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, secrets shown only as set or not."""

@@ -82,6 +82,12 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+        self.translations = Counter(
+            "notifier_translations_total",
+            "Message bodies machine-translated (once per message and language), by outcome.",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
         self.sms_segments = Counter(
             "notifier_sms_segments_total",
             "SMS segments sent (what carriers bill), by encoding.",
@@ -112,6 +118,9 @@ class PrometheusMetrics:
 
     def bounce(self, channel: Channel, reason: Reason | None) -> None:
         self.bounces.labels(channel.value, _reason(reason)).inc()
+
+    def translation(self, provider: str, outcome: str) -> None:
+        self.translations.labels(provider, outcome).inc()
 
     def sms_sent(self, encoding: str, segments: int) -> None:
         self.sms_segments.labels(encoding).inc(segments)

@@ -314,6 +314,22 @@ class EventPublisher(Protocol):
     async def publish(self, events: Sequence[DeliveryEvent]) -> None: ...
 
 
+class Translator(Protocol):
+    """Machine translation of a message body (plain text). Languages are notifier's tags
+    (es, zh-Hant, pt); each adapter maps them to its vendor's codes and bounds every call by
+    its own timeout."""
+
+    @property
+    def provider(self) -> str: ...
+
+    async def translate(self, text: str, *, source: str, target: str) -> str:
+        """Raises TransientProviderError or PermanentProviderError; either way the caller
+        sends the original with the localized note."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Suppressions(Protocol):
     """A provider's own block list for an address (SendGrid drops mail to bounced addresses
     until they are removed from its list)."""
@@ -379,3 +395,5 @@ class Metrics(Protocol):
     def bounce(self, channel: Channel, reason: Reason | None) -> None: ...
 
     def sms_sent(self, encoding: str, segments: int) -> None: ...
+
+    def translation(self, provider: str, outcome: str) -> None: ...

@@ -4,6 +4,7 @@ Each delivery happens at most once per (message, recipient, channel)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -59,8 +60,11 @@ from notifier.ports import (
     ProviderReceipt,
     Store,
     TransientProviderError,
+    Translator,
     UnknownOutcomeError,
 )
+
+log = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT")
 
@@ -104,6 +108,8 @@ class DeliveryDependencies:
     """Bounds provider calls in progress across all requests of the process."""
     resume_links: ResumeLinks | None = None
     """None when no public URL is configured: fallback texts then carry no link."""
+    translator: Translator | None = None
+    """None: bodies without a supplied translation go out in the original, with a note."""
     message_link_template: str | None = None
     """Where a message can be read in the app ({conversation_id}, {message_id}), for the
     "Read more" of a shortened text."""
@@ -140,17 +146,23 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
         if address
     )
 
+    plans = {
+        recipient_id: plan_recipient(profile, district, points)
+        for recipient_id in recipient_ids
+        if (profile := profiles.get(recipient_id)) is not None
+    }
+    request = await with_translations(request, {p.language for p in plans.values()}, deps)
+
     # A TaskGroup, not gather: when one delivery hits a store or broker failure the others
     # are cancelled and the request is retried as a whole, instead of running on unobserved.
     texts: dict[tuple[str, str], list[tuple[RecipientPlan, PlannedDelivery]]] = {}
     async with asyncio.TaskGroup() as group:
         tasks = []
         for recipient_id in recipient_ids:
-            profile = profiles.get(recipient_id)
-            if profile is None:
+            plan = plans.get(recipient_id)
+            if plan is None:
                 tasks.append(group.create_task(_unknown_recipient(request, recipient_id, deps)))
                 continue
-            plan = plan_recipient(profile, district, points)
             for planned in plan.deliveries:
                 if planned.channel is Channel.SMS and planned.needs_sending:
                     texts.setdefault((planned.address, plan.language), []).append((plan, planned))
@@ -176,6 +188,39 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
     )
 
 
+async def with_translations(
+    request: SendRequest, languages: set[str], deps: DeliveryDependencies
+) -> SendRequest:
+    """The request with a body in each of these languages it lacks one in: translated once
+    per message and language (kept in the store), never longer than the translator's
+    timeout. A language that can't be had is left out: its readers get the original with a
+    note in their language."""
+    missing = sorted(lang for lang in languages if message_text(request, lang) is None)
+    if not missing:
+        return request
+    found = await asyncio.gather(*(_translation(request, lang, deps) for lang in missing))
+    added = {lang: text for lang, text in zip(missing, found, strict=True) if text is not None}
+    return replace(request, translations={**request.translations, **added}) if added else request
+
+
+async def _translation(
+    request: SendRequest, language: str, deps: DeliveryDependencies
+) -> str | None:
+    cached = await deps.store.cached_translation(request.message_id, language)
+    if cached is not None or deps.translator is None:
+        return cached
+    translator = deps.translator
+    try:
+        text = await translator.translate(request.body, source=request.language, target=language)
+    except ProviderError as error:
+        log.warning("no %s translation of %s: %s", language, request.message_id, error)
+        deps.metrics.translation(translator.provider, "failed")
+        return None
+    await deps.store.save_translation(request.message_id, language, text, translator.provider)
+    deps.metrics.translation(translator.provider, "translated")
+    return text
+
+
 async def deliver_planned(
     request: SendRequest,
     district: District,
@@ -184,6 +229,7 @@ async def deliver_planned(
     deps: DeliveryDependencies,
 ) -> DeliveryEvent:
     """One delivery outside a request's first pass, e.g. the fallback after a bounce."""
+    request = await with_translations(request, {plan.language}, deps)
     event, _ = await _deliver(request, district, plan, planned, deps)
     return event
 
