@@ -257,7 +257,9 @@ def test_email_with_every_part_renders(catalogs: GettextCatalogs, tag: str) -> N
     )
     original = MessageText(BODY, "en", in_original_language=True)
 
-    email = render_email(request, district(), tag, original, wording)
+    email = render_email(
+        request, district(), tag, original, wording, names="Dennis", sent_at="Nov 28, 2026, 9:00 AM"
+    )
 
     assert "Ms. Rivera" in email.subject
     assert CONVERSATION in email.subject

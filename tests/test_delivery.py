@@ -361,3 +361,41 @@ async def test_a_short_text_with_a_curly_quote_stays_one_gsm_segment(world: Worl
     assert text.sms is not None
     assert "Don't forget" in text.sms.body
     assert (text.sms.segments, text.sms.encoding) == (1, "gsm_7")
+
+
+async def test_a_family_sharing_one_inbox_gets_one_email_greeting_everyone(world: World) -> None:
+    family = "park.family@example.org"
+    for recipient_id, name in (("guardian-dennis", "Dennis"), ("guardian-maya", "Maya")):
+        await world.store.upsert_recipient(
+            person(recipient_id, first_name=name, preferred_channel=Channel.EMAIL, email=family)
+        )
+
+    report = await deliver_request(request("guardian-dennis", "guardian-maya"), world.deps)
+
+    [mail] = world.email.sent
+    assert mail.email is not None
+    assert mail.email.text.startswith("Hello Dennis and Maya,")
+    emails = [e for e in report.outcomes if e.channel is Channel.EMAIL]
+    assert len(emails) == 2
+    assert len({e.provider_message_id for e in emails}) == 1
+
+
+async def test_the_email_says_when_it_was_sent_in_the_readers_language_and_district_time(
+    world: World,
+) -> None:
+    # CREATED is 15:00 UTC: 09:00 in the district's America/Chicago.
+    await world.store.upsert_recipient(
+        person(
+            "guardian-lucia",
+            first_name="Lucía",
+            language="es",
+            email="lucia@example.org",
+            preferred_channel=Channel.EMAIL,
+        )
+    )
+
+    await deliver_request(request("guardian-lucia"), world.deps)
+
+    [mail] = world.email.sent
+    assert mail.email is not None
+    assert "Enviado: 28 nov 2026, 9:00" in mail.email.text

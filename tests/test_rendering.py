@@ -128,7 +128,15 @@ def test_spanish_email_subject_comes_from_the_catalog(catalogs: GettextCatalogs)
 
 
 def test_email_carries_subject_body_and_reply_hint() -> None:
-    email = render_email(send_request(), district(), "en", text(), english())
+    email = render_email(
+        send_request(),
+        district(),
+        "en",
+        text(),
+        english(),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
+    )
 
     assert email.subject == "New message from Ms. Rivera"
     assert "Ms. Rivera wrote:" in email.text
@@ -144,7 +152,15 @@ def test_email_html_escapes_user_content() -> None:
     )
     body = 'Forms due <script>alert("x")</script> Friday & after'
 
-    email = render_email(request, district(), "en", text(body), english())
+    email = render_email(
+        request,
+        district(),
+        "en",
+        text(body),
+        english(),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
+    )
 
     assert "<script>" not in email.html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in email.html
@@ -160,7 +176,15 @@ def test_email_html_escapes_attachment_links() -> None:
         attachments=(Attachment('a"><script>.pdf', 'https://files.example/f/9?a=1&b="2"'),)
     )
 
-    email = render_email(request, district(), "en", text(), english())
+    email = render_email(
+        request,
+        district(),
+        "en",
+        text(),
+        english(),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
+    )
 
     assert "<script>" not in email.html
     assert 'href="https://files.example/f/9?a=1&amp;b=&quot;2&quot;"' in email.html
@@ -168,7 +192,15 @@ def test_email_html_escapes_attachment_links() -> None:
 
 
 def test_email_html_is_left_to_right_for_english() -> None:
-    email = render_email(send_request(), district(), "en", text(), english())
+    email = render_email(
+        send_request(),
+        district(),
+        "en",
+        text(),
+        english(),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
+    )
 
     assert '<html lang="en" dir="ltr">' in email.html
 
@@ -176,14 +208,30 @@ def test_email_html_is_left_to_right_for_english() -> None:
 def test_email_html_is_right_to_left_for_arabic() -> None:
     arabic_body = "يجب تسليم استمارات الرحلة يوم الجمعة."
 
-    email = render_email(send_request(), district(), "ar", text(arabic_body, "ar"), english())
+    email = render_email(
+        send_request(),
+        district(),
+        "ar",
+        text(arabic_body, "ar"),
+        english(),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
+    )
 
     assert '<html lang="ar" dir="rtl">' in email.html
     assert f'<blockquote lang="ar" dir="rtl"><p>{arabic_body}</p></blockquote>' in email.html
 
 
 def test_untranslated_body_keeps_its_own_language_inside_a_translated_frame() -> None:
-    email = render_email(send_request(), district(), "ar", text(original=True), english())
+    email = render_email(
+        send_request(),
+        district(),
+        "ar",
+        text(original=True),
+        english(),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
+    )
 
     assert '<html lang="ar" dir="rtl">' in email.html
     assert f'<blockquote lang="en" dir="ltr"><p>{BODY}</p></blockquote>' in email.html
@@ -193,11 +241,18 @@ def test_untranslated_body_keeps_its_own_language_inside_a_translated_frame() ->
 
 def test_email_in_spanish_uses_the_catalog_frame(catalogs: GettextCatalogs) -> None:
     email = render_email(
-        send_request(), district(), "es", text(BODY_ES, "es"), catalogs.wording("es")
+        send_request(),
+        district(),
+        "es",
+        text(BODY_ES, "es"),
+        catalogs.wording("es"),
+        names="Dennis",
+        sent_at="Nov 28, 2026, 9:00 AM",
     )
 
     assert email.subject == "Nuevo mensaje de Ms. Rivera"
-    assert email.text.splitlines()[0] == "Ms. Rivera escribió:"
+    assert email.text.splitlines()[:3] == ["Hola, Dennis:", "", "Ms. Rivera escribió:"]
+    assert "Enviado: Nov 28, 2026, 9:00 AM" in email.text
     assert '<html lang="es" dir="ltr">' in email.html
     assert (
         "Para responder, abra la conversación en la aplicación de Springfield Public Schools."

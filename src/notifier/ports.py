@@ -372,6 +372,10 @@ class Catalogs(Protocol):
         """ "Dennis and Maya" / "Dennis y Maya": a list in the language's own style."""
         ...
 
+    def format_datetime(self, language: str, moment: datetime, timezone: str) -> str:
+        """A moment as readers of the language write it, in the district's time zone."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_time, get_timezone
 from babel.lists import format_list
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -53,8 +55,24 @@ class GettextCatalogs:
         return NullTranslations()
 
     def join_names(self, language: str, names: Sequence[str]) -> str:
-        locale = next((found for found in map(_babel_locale, _fallbacks(language)) if found), None)
-        return format_list(list(names), locale=locale or Locale("en"))
+        return format_list(list(names), locale=_locale_for(language))
+
+    def format_datetime(self, language: str, moment: datetime, timezone: str) -> str:
+        try:
+            zone = get_timezone(timezone)
+        except LookupError:
+            zone = get_timezone("UTC")
+        locale = _locale_for(language)
+        # The locale's own way of joining a date and a time ("{1}, {0}", "{0} {1}", ...);
+        # a medium date with a short time (no seconds).
+        day = format_date(moment.astimezone(zone), "medium", locale=locale)
+        hour = format_time(moment, "short", tzinfo=zone, locale=locale)
+        return str(locale.datetime_formats["medium"]).format(hour, day)
+
+
+def _locale_for(language: str) -> Locale:
+    found = next((locale for locale in map(_babel_locale, _fallbacks(language)) if locale), None)
+    return found or Locale("en")
 
 
 def _key(language: str) -> str:

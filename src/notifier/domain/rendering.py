@@ -82,9 +82,16 @@ def render_email(
     language: str,
     text: MessageText,
     wording: Wording,
+    *,
+    names: str,
+    sent_at: str,
 ) -> RenderedEmail:
+    """``names``: whom the email greets (several people may share one address);
+    ``sent_at``: when the message was written, formatted for the reader."""
     subject = email_subject(request, wording)
+    greeting = wording.gettext("Hello {names},").format(names=names)
     intro = wording.gettext("{sender} wrote:").format(sender=request.sender.display_name)
+    sent_line = wording.gettext("Sent: {when}").format(when=sent_at)
     original_note = (
         wording.gettext("(This message is in its original language.)")
         if text.in_original_language
@@ -95,18 +102,20 @@ def render_email(
     )
     attachments_heading = wording.gettext("Attachments:")
 
-    text_lines = [intro, "", text.text]
+    text_lines = [greeting, "", intro, "", text.text]
     if original_note:
         text_lines += ["", original_note]
     if request.attachments:
         text_lines += ["", attachments_heading]
         text_lines += [f"- {a.filename}: {a.url}" for a in request.attachments]
-    text_lines += ["", reply_hint]
+    text_lines += ["", sent_line, reply_hint]
 
     html = _email_html(
         frame_language=language,
         body_language=text.language,
         subject=subject,
+        greeting=greeting,
+        sent_line=sent_line,
         intro=intro,
         body=text.text,
         original_note=original_note,
@@ -122,6 +131,8 @@ def _email_html(
     frame_language: str,
     body_language: str,
     subject: str,
+    greeting: str,
+    sent_line: str,
     intro: str,
     body: str,
     original_note: str | None,
@@ -137,6 +148,7 @@ def _email_html(
         f'<html lang="{escape(frame_language)}" dir="{text_direction(frame_language)}">',
         f'<head><meta charset="utf-8"><title>{escape(subject)}</title></head>',
         "<body>",
+        f"<p>{escape(greeting)}</p>",
         f"<p>{escape(intro)}</p>",
         f'<blockquote lang="{escape(body_language)}" dir="{text_direction(body_language)}">'
         f"{paragraphs}</blockquote>",
@@ -148,5 +160,10 @@ def _email_html(
             f'<li><a href="{escape(a.url)}">{escape(a.filename)}</a></li>' for a in attachments
         )
         parts.append(f"<p>{escape(attachments_heading)}</p><ul>{items}</ul>")
-    parts += [f"<p>{escape(reply_hint)}</p>", "</body>", "</html>"]
+    parts += [
+        f"<p><small>{escape(sent_line)}</small></p>",
+        f"<p>{escape(reply_hint)}</p>",
+        "</body>",
+        "</html>",
+    ]
     return "".join(parts)

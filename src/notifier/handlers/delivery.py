@@ -155,7 +155,9 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
 
     # A TaskGroup, not gather: when one delivery hits a store or broker failure the others
     # are cancelled and the request is retried as a whole, instead of running on unobserved.
-    texts: dict[tuple[str, str], list[tuple[RecipientPlan, PlannedDelivery]]] = {}
+    shared_addresses: dict[
+        tuple[Channel, str, str], list[tuple[RecipientPlan, PlannedDelivery]]
+    ] = {}
     async with asyncio.TaskGroup() as group:
         tasks = []
         for recipient_id in recipient_ids:
@@ -164,22 +166,22 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
                 tasks.append(group.create_task(_unknown_recipient(request, recipient_id, deps)))
                 continue
             for planned in plan.deliveries:
-                if planned.channel is Channel.SMS and planned.needs_sending:
-                    texts.setdefault((planned.address, plan.language), []).append((plan, planned))
+                if planned.channel is not Channel.APP and planned.needs_sending:
+                    key = (planned.channel, planned.address, plan.language)
+                    shared_addresses.setdefault(key, []).append((plan, planned))
                 else:
                     tasks.append(
                         group.create_task(_deliver(request, district, plan, planned, deps))
                     )
-        # Several people on one phone (a family phone) get one text labelled for all of them.
+        # Several people on one phone or one email address (a family's) get one text or
+        # email for all of them, when they share a language.
         shared = []
-        for members in texts.values():
+        for members in shared_addresses.values():
             if len(members) == 1:
                 plan, planned = members[0]
                 tasks.append(group.create_task(_deliver(request, district, plan, planned, deps)))
             else:
-                shared.append(
-                    group.create_task(_deliver_shared_text(request, district, members, deps))
-                )
+                shared.append(group.create_task(_deliver_shared(request, district, members, deps)))
     results = [task.result() for task in tasks] + [r for task in shared for r in task.result()]
     return RequestReport(
         request_id=request.request_id,
@@ -275,28 +277,30 @@ async def _once(
     return result, False
 
 
-async def _deliver_shared_text(
+async def _deliver_shared(
     request: SendRequest,
     district: District,
     members: list[tuple[RecipientPlan, PlannedDelivery]],
     deps: DeliveryDependencies,
 ) -> list[tuple[DeliveryEvent, bool]]:
     members = sorted(members, key=lambda member: member[0].recipient.id)
-    lead_id = delivery_id_for(request.message_id, members[0][0].recipient.id, Channel.SMS)
+    lead_plan, lead_planned = members[0]
+    lead_id = delivery_id_for(request.message_id, lead_plan.recipient.id, lead_planned.channel)
     results, waited = await _once(
-        lead_id, lambda: _deliver_shared_text_once(request, district, members, deps), deps
+        lead_id, lambda: _deliver_shared_once(request, district, members, deps), deps
     )
     return [(event, repeated or waited) for event, repeated in results]
 
 
-async def _deliver_shared_text_once(
+async def _deliver_shared_once(
     request: SendRequest,
     district: District,
     members: list[tuple[RecipientPlan, PlannedDelivery]],
     deps: DeliveryDependencies,
 ) -> list[tuple[DeliveryEvent, bool]]:
-    """One text for everyone on a shared phone ("For Dennis and Maya: ..."), still one
-    delivery per person, all pointing at the same provider message."""
+    """One text or email for everyone on a shared address ("For Dennis and Maya: ...",
+    "Hello Dennis and Maya,"), still one delivery per person, all pointing at the same
+    provider message."""
     records = [_record_for(request, district, plan, planned) for plan, planned in members]
     results: dict[int, tuple[DeliveryEvent, bool]] = {}
     pending = []
@@ -507,7 +511,17 @@ def _outbound(
     if planned.channel is Channel.EMAIL:
         return replace(
             message,
-            email=render_email(request, district, plan.language, text, wording),
+            email=render_email(
+                request,
+                district,
+                plan.language,
+                text,
+                wording,
+                names=label_name or _first_name(plan.recipient),
+                sent_at=deps.catalogs.format_datetime(
+                    plan.language, request.created_at, district.timezone
+                ),
+            ),
             sender_address=district.email_from_address,
             sender_name=district.email_from_name or district.name,
         )
