@@ -399,3 +399,26 @@ async def test_the_email_says_when_it_was_sent_in_the_readers_language_and_distr
     [mail] = world.email.sent
     assert mail.email is not None
     assert "Enviado: 28 nov 2026, 9:00" in mail.email.text
+
+
+async def test_a_bilingual_district_texts_a_shared_phone_once_in_both_languages(
+    world: World,
+) -> None:
+    await world.store.upsert_district(district(bilingual_shared_texts=True))
+    await world.store.upsert_recipient(
+        person("guardian-dennis", first_name="Dennis", phone="+15555550123")
+    )
+    await world.store.upsert_recipient(
+        person("guardian-lucia", first_name="Lucía", language="es", phone="+15555550123")
+    )
+
+    report = await deliver_request(request("guardian-dennis", "guardian-lucia"), world.deps)
+
+    [text] = world.sms.sent
+    assert text.sms is not None
+    assert text.sms.body == (
+        "For Dennis and Lucía: Ms. Rivera: Field trip forms are due Friday.\n\n"
+        "Para Dennis y Lucía: Ms. Rivera: Los formularios de la excursión vencen el viernes."
+    )
+    languages = {e.recipient_id: e.language for e in report.outcomes if e.channel is Channel.SMS}
+    assert languages == {"guardian-dennis": "en", "guardian-lucia": "es"}

@@ -181,6 +181,11 @@ class DistrictWire(_Inbound):
         le=10,
         description="Not in district/1 yet: longer texts are shortened to this many segments.",
     )
+    shared_phone_languages: Literal["per_language", "bilingual"] = Field(
+        "per_language",
+        description="Not in district/1 yet: people of different languages on one phone get "
+        "a text each (per_language) or one text in all their languages (bilingual).",
+    )
     deferred_failover_minutes: int | None = Field(
         None,
         ge=1,
@@ -205,6 +210,7 @@ class DistrictWire(_Inbound):
             email_from_name=self.email_from.name if self.email_from else None,
             deferred_failover_minutes=self.deferred_failover_minutes,
             sms_max_segments=self.sms_max_segments,
+            bilingual_shared_texts=self.shared_phone_languages == "bilingual",
         )
 
 

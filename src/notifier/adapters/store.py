@@ -217,6 +217,7 @@ class SqlStore:
             "email_from_name": district.email_from_name,
             "deferred_failover_minutes": district.deferred_failover_minutes,
             "sms_max_segments": district.sms_max_segments,
+            "bilingual_shared_texts": district.bilingual_shared_texts,
             "stored_at": self._clock.now(),
         }
         insert = self._insert(t.districts).values(values)
@@ -791,6 +792,7 @@ def _district_from_row(row: RowMapping) -> District:
         email_from_name=row["email_from_name"],
         deferred_failover_minutes=row["deferred_failover_minutes"],
         sms_max_segments=row["sms_max_segments"] or 3,
+        bilingual_shared_texts=bool(row["bilingual_shared_texts"]),
     )
 
 

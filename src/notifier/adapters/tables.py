@@ -49,6 +49,7 @@ districts = sa.Table(
     sa.Column("email_from_name", sa.Text),
     sa.Column("deferred_failover_minutes", sa.Integer),
     sa.Column("sms_max_segments", sa.Integer),
+    sa.Column("bilingual_shared_texts", sa.Boolean),
     sa.Column("stored_at", UtcDateTime, nullable=False),
 )
 

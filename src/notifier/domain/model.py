@@ -110,6 +110,9 @@ class District:
     message fails over; None means the service's default."""
     sms_max_segments: int = 3
     """Longer texts are shortened to this many segments, ending with a "Read more" link."""
+    bilingual_shared_texts: bool = False
+    """People of different languages on one phone: one text in each of their languages
+    (True) or a text each (False)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,8 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
                 continue
             for planned in plan.deliveries:
                 if planned.channel is not Channel.APP and planned.needs_sending:
-                    key = (planned.channel, planned.address, plan.language)
+                    bilingual = planned.channel is Channel.SMS and district.bilingual_shared_texts
+                    key = (planned.channel, planned.address, "*" if bilingual else plan.language)
                     shared_addresses.setdefault(key, []).append((plan, planned))
                 else:
                     tasks.append(
@@ -328,6 +329,12 @@ async def _deliver_shared_once(
             resume_link=None,
             label_name=names,
         )
+        languages = list(dict.fromkeys(members[i][0].language for i in pending))
+        if len(languages) > 1 and message.sms is not None:
+            first_names = [_first_name(members[i][0].recipient) for i in pending]
+            message = replace(
+                message, sms=_bilingual_text(request, district, first_names, languages, deps)
+            )
         sent = await _send_recorded(message, [records[i] for i in pending], deps)
         for index in pending:
             final = event_for(
@@ -548,6 +555,32 @@ async def _resume_link(
     if not await deps.store.mark_resume_link_sent(email):
         return None
     return deps.resume_links.url_for(email, deps.clock.now())
+
+
+def _bilingual_text(
+    request: SendRequest,
+    district: District,
+    first_names: list[str],
+    languages: list[str],
+    deps: DeliveryDependencies,
+) -> RenderedSms:
+    """One text for a shared phone whose people read different languages: the message in
+    each of them, each part labelled for everyone in its own language."""
+    parts = []
+    for language in languages:
+        wording = deps.catalogs.wording(language)
+        text = message_text(request, language) or original_text(request)
+        names = deps.catalogs.join_names(language, first_names)
+        parts.append(render_sms(request, district, names, text, wording).body)
+    body = fit_sms(
+        "\n\n".join(parts),
+        max_segments=district.sms_max_segments,
+        read_more=_read_more(
+            request, deps.catalogs.wording(languages[0]), deps.message_link_template
+        ),
+    ).text
+    cost = sms_segments(body)
+    return RenderedSms(body, cost.count, cost.encoding.value)
 
 
 def _read_more(request: SendRequest, wording: Wording, link_template: str | None) -> str:
