@@ -66,8 +66,8 @@ docs: $(STAMP)
 # Shipped catalogs, as Babel locale ids (the loader maps zh_Hans to zh-Hans); English is the
 # source language (the message ids), so it has none. Adding a language: list it here, run
 # `make catalogs`, translate its new .po file, and add it to tests/test_catalogs.py.
-catalogs catalogs-check: CATALOG_LANGUAGES := es vi zh_Hans zh_Hant ar ht pt ru so fr ko tl uk
-catalogs catalogs-check: CATALOG_DIR := src/notifier/locale
+catalogs catalogs-check catalogs-compile: CATALOG_LANGUAGES := es vi zh_Hans zh_Hant ar ht pt ru so fr ko tl uk
+catalogs catalogs-check catalogs-compile: CATALOG_DIR := src/notifier/locale
 catalogs: $(STAMP)
 	$(BIN)/pybabel extract --no-default-keywords -k gettext --add-comments=Translators: \
 		--no-location --sort-output --no-wrap \
@@ -83,6 +83,13 @@ catalogs: $(STAMP)
 .PHONY: catalogs-check
 catalogs-check: $(STAMP)
 	$(BIN)/pytest -q tests/test_catalogs.py
+
+# The service compiles the .po files in memory when it starts (nothing generated to drift);
+# this compiles them with pybabel into .local/locale, e.g. for a gettext tool to inspect.
+.PHONY: catalogs-compile
+catalogs-compile: $(STAMP)
+	mkdir -p .local/locale && cp -r $(CATALOG_DIR)/. .local/locale/
+	$(BIN)/pybabel compile --statistics -D notifier -d .local/locale
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache
