@@ -22,13 +22,13 @@ Languages: https://developers.deepl.com/docs/getting-started/supported-languages
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import deepl
 
+from notifier.adapters.translation import in_thread_with_timeout, unsupported_language
 from notifier.domain.model import Reason
 from notifier.ports import PermanentProviderError, ProviderError, TransientProviderError
 
@@ -126,23 +126,15 @@ class DeepLTranslator:
     async def translate(self, text: str, *, source: str, target: str) -> str:
         target_lang = target_code(target)
         if target_lang is None:
-            raise PermanentProviderError(
-                PROVIDER,
-                f"deepl does not translate into {target}",
-                reason=Reason.PROVIDER_ERROR,
-                code="unsupported_language",
-            )
+            raise unsupported_language(PROVIDER, "deepl", target)
         if not text.strip():
             return text
         try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await asyncio.to_thread(
-                    self._translate, text, source_code(source), target_lang
-                )
-        except TimeoutError as error:
-            raise TransientProviderError(
-                PROVIDER, f"no answer within {self._timeout_seconds:g} s", code="timeout"
-            ) from error
+            return await in_thread_with_timeout(
+                PROVIDER,
+                self._timeout_seconds,
+                lambda: self._translate(text, source_code(source), target_lang),
+            )
         except deepl.DeepLException as error:
             raise _rejection(error) from error
 

@@ -26,7 +26,6 @@ Languages: https://cloud.google.com/translate/docs/languages
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -40,6 +39,7 @@ from google.api_core import exceptions as google_errors
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud.translate_v2 import Client as TranslateClient
 
+from notifier.adapters.translation import in_thread_with_timeout, unsupported_language
 from notifier.domain.model import Reason
 from notifier.ports import PermanentProviderError, ProviderError, TransientProviderError
 
@@ -134,23 +134,15 @@ class GoogleTranslator:
     async def translate(self, text: str, *, source: str, target: str) -> str:
         target_code = language_code(target)
         if target_code is None:
-            raise PermanentProviderError(
-                PROVIDER,
-                f"google does not translate into {target}",
-                reason=Reason.PROVIDER_ERROR,
-                code="unsupported_language",
-            )
+            raise unsupported_language(PROVIDER, "google", target)
         if not text.strip():
             return text
         try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await asyncio.to_thread(
-                    self._translate, text, language_code(source), target_code
-                )
-        except TimeoutError as error:
-            raise TransientProviderError(
-                PROVIDER, f"no answer within {self._timeout_seconds:g} s", code="timeout"
-            ) from error
+            return await in_thread_with_timeout(
+                PROVIDER,
+                self._timeout_seconds,
+                lambda: self._translate(text, language_code(source), target_code),
+            )
         except google_errors.GoogleAPICallError as error:
             raise _rejection(error) from error
         except (requests.RequestException, google.auth.exceptions.TransportError) as error:
