@@ -41,6 +41,7 @@ CONTRACT_TOPICS = {
     "conversation.send-requests",
     "directory.recipients",
     "directory.districts",
+    "conversation.state",
     "notifier.delivery-events",
     "notifier.dead-letter",
 }

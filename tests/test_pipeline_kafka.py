@@ -223,6 +223,7 @@ async def running_pipeline(
         send_requests_topic=f"{TEST_TOPIC_PREFIX}{run}.conversation.send-requests",
         recipients_topic=f"{TEST_TOPIC_PREFIX}{run}.directory.recipients",
         districts_topic=f"{TEST_TOPIC_PREFIX}{run}.directory.districts",
+        conversation_state_topic=f"{TEST_TOPIC_PREFIX}{run}.conversation.state",
         delivery_events_topic=f"{TEST_TOPIC_PREFIX}{run}.notifier.delivery-events",
         dead_letter_topic=f"{TEST_TOPIC_PREFIX}{run}.notifier.dead-letter",
         partitions=3,
@@ -630,3 +631,50 @@ async def test_an_arabic_speaker_gets_a_right_to_left_email(pipeline: Pipeline) 
     assert '<html lang="ar" dir="rtl">' in html
     assert '<blockquote lang="ar" dir="rtl">' in html
     assert "يجب تسليم استمارات الرحلة يوم الجمعة." in html
+
+
+def conversation_state(muted_by: list[str], updated_at: str) -> dict[str, Any]:
+    return {
+        "schema": "conversation-state/1",
+        "conversation_id": "conv-77",
+        "status": "open",
+        "muted_by": muted_by,
+        "updated_at": updated_at,
+    }
+
+
+async def test_a_participant_who_muted_the_conversation_gets_only_the_inbox_copy(
+    pipeline: Pipeline,
+) -> None:
+    await pipeline.load_directory(DIRECTORY)
+    topic = pipeline.settings.kafka.conversation_state_topic
+    await pipeline.publish(
+        topic, conversation_state(["guardian-lucia"], "2026-11-28T10:00:00Z"), "conv-77"
+    )
+    # An older state arriving late must not unmute her.
+    await pipeline.publish(topic, conversation_state([], "2026-11-27T10:00:00Z"), "conv-77")
+    assert pipeline.container is not None
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (state := await pipeline.container.store.conversation_state("conv-77")) is None:
+        assert time.monotonic() < deadline, "the conversation state never reached the store"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # let the late, older state be applied (and ignored)
+
+    await pipeline.send(send_request("msg-muted", ["guardian-lucia", "guardian-dennis"]))
+    final = _by_recipient(await pipeline.final_events("msg-muted", count=4))
+
+    muted = final[("guardian-lucia", "sms")]
+    assert (muted["status"], muted["reason"]) == ("suppressed", "muted")
+    assert final[("guardian-lucia", "app")]["status"] == "sent"
+    assert final[("guardian-dennis", "sms")]["status"] == "sent"
+    assert [r.form["To"] for r in pipeline.twilio.received] == [SHARED_PHONE]
+    assert pipeline.sendgrid.received == []
+
+    # Unmuted by a newer state: texts again.
+    await pipeline.publish(topic, conversation_state([], "2026-11-28T11:00:00Z"), "conv-77")
+    while (await pipeline.container.store.conversation_state("conv-77")) == state:
+        assert time.monotonic() < deadline + WAIT_SECONDS
+        await asyncio.sleep(0.05)
+    await pipeline.send(send_request("msg-unmuted", ["guardian-lucia"]))
+    again = _by_recipient(await pipeline.final_events("msg-unmuted", count=2))
+    assert again[("guardian-lucia", "sms")]["status"] == "sent"

@@ -415,3 +415,16 @@ def test_event_id_is_stable_per_delivery_and_status() -> None:
     assert event_id_for(delivery, DeliveryStatus.SENT) != event_id_for(
         delivery, DeliveryStatus.DELIVERED
     )
+
+
+def test_someone_who_muted_the_conversation_gets_the_inbox_copy_only() -> None:
+    sms, inbox = plan_recipient(recipient(), district(), {}, muted=True).deliveries
+
+    assert (sms.channel, sms.outcome, sms.reason) == (
+        Channel.SMS,
+        DeliveryStatus.SUPPRESSED,
+        Reason.MUTED,
+    )
+    assert not sms.needs_sending
+    assert inbox.channel is Channel.APP
+    assert inbox.needs_sending

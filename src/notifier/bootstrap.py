@@ -89,6 +89,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(kafka.send_requests_topic, kafka.partitions),
         TopicSpec(kafka.recipients_topic, kafka.partitions, COMPACTED),
         TopicSpec(kafka.districts_topic, 1, COMPACTED),
+        TopicSpec(kafka.conversation_state_topic, kafka.partitions, COMPACTED),
         TopicSpec(kafka.delivery_events_topic, kafka.partitions),
         TopicSpec(kafka.dead_letter_topic, 1),
     ]

@@ -41,6 +41,9 @@ class KafkaSettings(BaseModel):
     districts_topic: str = Field(
         "directory.districts", description="District notification settings (compacted)."
     )
+    conversation_state_topic: str = Field(
+        "conversation.state", description="Open/stopped and who muted it (compacted)."
+    )
     delivery_events_topic: str = Field(
         "notifier.delivery-events", description="Delivery state changes published by notifier."
     )

@@ -14,6 +14,7 @@ from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import (
     Channel,
     ContactPoint,
+    ConversationState,
     DeliveryEvent,
     DeliveryStatus,
     District,
@@ -226,6 +227,12 @@ class Store(Protocol):
     async def upsert_district(self, district: District) -> None: ...
 
     async def delete_district(self, district_id: str) -> bool: ...
+
+    async def upsert_conversation_state(self, state: ConversationState) -> bool: ...
+
+    async def conversation_state(self, conversation_id: str) -> ConversationState | None: ...
+
+    async def delete_conversation_state(self, conversation_id: str) -> bool: ...
 
     async def claim_delivery(self, record: DeliveryRecord) -> Claim:
         """Insert the delivery unless one exists for its (message, recipient, channel)."""

@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from notifier.domain.model import (
     Attachment,
     Channel,
+    ConversationState,
+    ConversationStatus,
     DeliveryEvent,
     DeliveryStatus,
     District,
@@ -261,3 +263,21 @@ def encode_event(event: DeliveryEvent) -> bytes:
 
 def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ConversationStateWire(_Inbound):
+    """``conversation-state/1`` on conversation.state (compacted; a null value forgets)."""
+
+    schema_: Literal["conversation-state/1"] = Field(alias="schema")
+    conversation_id: Id
+    status: ConversationStatus
+    muted_by: list[Id] = Field(default_factory=list, max_length=200)
+    updated_at: UtcTimestamp
+
+    def to_domain(self) -> ConversationState:
+        return ConversationState(
+            conversation_id=self.conversation_id,
+            status=self.status,
+            muted_by=frozenset(self.muted_by),
+            updated_at=self.updated_at,
+        )

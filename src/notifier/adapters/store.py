@@ -23,6 +23,8 @@ from notifier.domain.model import (
     Channel,
     ContactPoint,
     ContactStatus,
+    ConversationState,
+    ConversationStatus,
     DeliveryEvent,
     DeliveryStatus,
     District,
@@ -227,6 +229,50 @@ class SqlStore:
         )
         async with self._engine.begin() as connection:
             await connection.execute(statement)
+
+    async def upsert_conversation_state(self, state: ConversationState) -> bool:
+        """Stored unless a newer state is (events can arrive out of order)."""
+        values = {
+            "conversation_id": state.conversation_id,
+            "status": state.status.value,
+            "muted_by": sorted(state.muted_by),
+            "updated_at": state.updated_at,
+        }
+        insert = self._insert(t.conversation_states).values(values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.conversation_states.c.conversation_id],
+            set_={k: insert.excluded[k] for k in values if k != "conversation_id"},
+            where=t.conversation_states.c.updated_at < insert.excluded.updated_at,
+        ).returning(t.conversation_states.c.conversation_id)
+        async with self._engine.begin() as connection:
+            return (await connection.execute(statement)).first() is not None
+
+    async def conversation_state(self, conversation_id: str) -> ConversationState | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(t.conversation_states).where(
+                        t.conversation_states.c.conversation_id == conversation_id
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return ConversationState(
+            conversation_id=row.conversation_id,
+            status=ConversationStatus(row.status),
+            muted_by=frozenset(row.muted_by),
+            updated_at=row.updated_at,
+        )
+
+    async def delete_conversation_state(self, conversation_id: str) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.delete(t.conversation_states).where(
+                    t.conversation_states.c.conversation_id == conversation_id
+                )
+            )
+        return bool(result.rowcount)
 
     async def delete_district(self, district_id: str) -> bool:
         async with self._engine.begin() as connection:

@@ -216,3 +216,12 @@ translations = sa.Table(
     sa.Column("provider", sa.String(32), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+conversation_states = sa.Table(
+    "conversation_states",
+    metadata,
+    sa.Column("conversation_id", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("muted_by", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

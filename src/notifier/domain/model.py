@@ -137,6 +137,22 @@ class Recipient:
         return self.id if self.app else None
 
 
+class ConversationStatus(StrEnum):
+    OPEN = "open"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """What the conversation core says of a conversation: stopped ones take no replies;
+    participants who muted it get no texts or emails for it (the app inbox still)."""
+
+    conversation_id: str
+    status: ConversationStatus
+    muted_by: frozenset[str]
+    updated_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class ContactPoint:
     """The state of one address. It belongs to the address, not the person: a family

@@ -101,9 +101,11 @@ def contact_point(points: ContactPoints, channel: Channel, address: str) -> Cont
 
 
 def plan_recipient(
-    recipient: Recipient, district: District, points: ContactPoints
+    recipient: Recipient, district: District, points: ContactPoints, *, muted: bool = False
 ) -> RecipientPlan:
-    """Rules 1-3 and 6: the notification delivery (or why there is none) and the inbox copy."""
+    """Rules 1-3 and 6: the notification delivery (or why there is none) and the inbox copy.
+    Someone who muted the conversation gets the inbox copy only (the text or email is
+    recorded as suppressed, reason muted)."""
     language = choose_language(recipient.language, district)
     inbox_route = Route.APP_INBOX
     deliveries: list[PlannedDelivery] = []
@@ -113,6 +115,10 @@ def plan_recipient(
         inbox_route = Route.APP_ONLY
     elif choice.channel is Channel.APP:
         inbox_route = choice.route
+    elif muted:
+        address = recipient.address_for(choice.channel)
+        assert address is not None
+        deliveries.append(_not_sent(choice, address, DeliveryStatus.SUPPRESSED, Reason.MUTED))
     else:
         deliveries.extend(_external_deliveries(recipient, choice, points))
 

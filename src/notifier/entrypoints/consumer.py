@@ -36,8 +36,9 @@ from notifier.handlers import (
     remove_district,
     remove_recipient,
 )
+from notifier.handlers.directory import apply_conversation_state, remove_conversation_state
 from notifier.handlers.follow_up import deliver_and_fail_over, fail_over_overdue
-from notifier.wire import DistrictWire, RecipientWire, SendRequestWire
+from notifier.wire import ConversationStateWire, DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,11 @@ def register_subscribers(container: Container) -> None:
     settings = container.settings.kafka
     broker = container.broker
     dead_letters = DeadLetters(broker, settings.dead_letter_topic)
-    directory_topics = {settings.recipients_topic, settings.districts_topic}
+    directory_topics = {
+        settings.recipients_topic,
+        settings.districts_topic,
+        settings.conversation_state_topic,
+    }
 
     async def deliver_one(record: ConsumerRecord[Any, Any]) -> None:
         try:
@@ -71,19 +76,29 @@ def register_subscribers(container: Container) -> None:
         container.metrics.request_processed(outcome)
 
     async def apply_directory_event(record: ConsumerRecord[Any, Any]) -> None:
-        kind = "recipient" if record.topic == settings.recipients_topic else "district"
+        kind = {
+            settings.recipients_topic: "recipient",
+            settings.districts_topic: "district",
+            settings.conversation_state_topic: "conversation_state",
+        }[record.topic]
+        store = container.store
         if record.value is None:  # a tombstone: the key left the directory
-            remove = remove_recipient if kind == "recipient" else remove_district
-            removed = await remove(_key(record), container.store)
+            remove = {
+                "recipient": remove_recipient,
+                "district": remove_district,
+                "conversation_state": remove_conversation_state,
+            }[kind]
+            removed = await remove(_key(record), store)
             container.metrics.directory_event(kind, "deleted" if removed else "ignored")
             return
         try:
             if kind == "recipient":
-                applied = await apply_recipient(
-                    _parse(RecipientWire, record).to_domain(), container.store
-                )
+                applied = await apply_recipient(_parse(RecipientWire, record).to_domain(), store)
+            elif kind == "conversation_state":
+                state = _parse(ConversationStateWire, record).to_domain()
+                applied = await apply_conversation_state(state, store)
             else:
-                await apply_district(_parse(DistrictWire, record).to_domain(), container.store)
+                await apply_district(_parse(DistrictWire, record).to_domain(), store)
                 applied = True
         except RequestRejected as rejected:
             await dead_letters.send(record, rejected)
@@ -113,10 +128,11 @@ def input_subscriber(broker: KafkaBroker, settings: KafkaSettings) -> Subscriber
         settings.send_requests_topic,
         settings.recipients_topic,
         settings.districts_topic,
+        settings.conversation_state_topic,
         title="notifier",
         description=(
-            "send-request/1 on the send-requests topic; recipient/1 and district/1 "
-            "(compacted, a null value deletes) on the directory topics."
+            "send-request/1 on the send-requests topic; recipient/1, district/1 and "
+            "conversation-state/1 (compacted, a null value deletes) on the others."
         ),
         group_id=settings.group_id,
         batch=True,

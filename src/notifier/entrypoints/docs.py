@@ -17,7 +17,13 @@ from notifier.bootstrap import create_broker
 from notifier.config import Settings
 from notifier.entrypoints.consumer import input_subscriber
 from notifier.entrypoints.http import create_app
-from notifier.wire import DeliveryEventWire, DistrictWire, RecipientWire, SendRequestWire
+from notifier.wire import (
+    ConversationStateWire,
+    DeliveryEventWire,
+    DistrictWire,
+    RecipientWire,
+    SendRequestWire,
+)
 
 VERSION = "0.1.0"
 DESCRIPTION = (
@@ -61,6 +67,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         kafka.send_requests_topic: SendRequestWire,
         kafka.recipients_topic: RecipientWire,
         kafka.districts_topic: DistrictWire,
+        kafka.conversation_state_topic: ConversationStateWire,
     }
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name, message in document["components"].get("messages", {}).items():

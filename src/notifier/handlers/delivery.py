@@ -146,8 +146,10 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
         if address
     )
 
+    state = await deps.store.conversation_state(request.conversation_id)
+    muted = state.muted_by if state else frozenset()
     plans = {
-        recipient_id: plan_recipient(profile, district, points)
+        recipient_id: plan_recipient(profile, district, points, muted=recipient_id in muted)
         for recipient_id in recipient_ids
         if (profile := profiles.get(recipient_id)) is not None
     }

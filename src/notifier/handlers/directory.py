@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifier.domain.model import District, Recipient
+from notifier.domain.model import ConversationState, District, Recipient
 from notifier.ports import Store
 
 
@@ -21,3 +21,11 @@ async def apply_district(district: District, store: Store) -> None:
 
 async def remove_district(district_id: str, store: Store) -> bool:
     return await store.delete_district(district_id)
+
+
+async def apply_conversation_state(state: ConversationState, store: Store) -> bool:
+    return await store.upsert_conversation_state(state)
+
+
+async def remove_conversation_state(conversation_id: str, store: Store) -> bool:
+    return await store.delete_conversation_state(conversation_id)

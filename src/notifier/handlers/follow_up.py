@@ -275,8 +275,13 @@ async def fail_over(
 
     route = route or failover_route(status, reason)
     point = contact_point(await store.contact_points([(alternate, address)]), alternate, address)
+    state = await store.conversation_state(delivery.conversation_id)
     planned = PlannedDelivery(alternate, address, route, fallback_from=delivery.channel)
-    if point.status is ContactStatus.OPTED_OUT:
+    if state is not None and delivery.recipient_id in state.muted_by:
+        planned = PlannedDelivery(
+            alternate, address, route, delivery.channel, DeliveryStatus.SUPPRESSED, Reason.MUTED
+        )
+    elif point.status is ContactStatus.OPTED_OUT:
         planned = PlannedDelivery(
             alternate, address, route, delivery.channel, DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT
         )
