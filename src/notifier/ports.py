@@ -238,8 +238,11 @@ class Store(Protocol):
         """Insert the delivery unless one exists for its (message, recipient, channel)."""
         ...
 
-    async def record_event(self, event: DeliveryEvent) -> None:
-        """Move the delivery to the event's status and keep the event in its history."""
+    async def record_event(
+        self, event: DeliveryEvent, *, sms_cost: tuple[int, str] | None = None
+    ) -> None:
+        """Move the delivery to the event's status and keep the event in its history;
+        ``sms_cost`` (segments, encoding) is what the text it sent is billed as."""
         ...
 
     async def save_request(self, request: SendRequest) -> None: ...
@@ -265,8 +268,6 @@ class Store(Protocol):
     async def overdue_deliveries(
         self, channel: Channel, status: DeliveryStatus, sent_before: datetime, limit: int = 500
     ) -> list[DeliveryRecord]: ...
-
-    async def record_sms_cost(self, delivery_id: str, segments: int, encoding: str) -> None: ...
 
     async def cached_translation(self, message_id: str, language: str) -> str | None: ...
 

@@ -318,7 +318,9 @@ class SqlStore:
             ).one()
         return Claim(record=_delivery_from_row(existing._mapping), is_new=False)
 
-    async def record_event(self, event: DeliveryEvent) -> None:
+    async def record_event(
+        self, event: DeliveryEvent, *, sms_cost: tuple[int, str] | None = None
+    ) -> None:
         changes: dict[str, Any] = {
             "status": event.status.value,
             "reason": event.reason.value if event.reason else None,
@@ -332,6 +334,8 @@ class SqlStore:
             changes["provider_message_id"] = event.provider_message_id
         if event.status is DeliveryStatus.SENT:
             changes["sent_at"] = event.occurred_at
+        if sms_cost is not None:
+            changes["sms_segments"], changes["sms_encoding"] = sms_cost
         async with self._engine.begin() as connection:
             await connection.execute(
                 sa.update(t.deliveries)
@@ -564,14 +568,6 @@ class SqlStore:
                 )
             ).first()
         return None if row is None else _request_from_json(row.payload)
-
-    async def record_sms_cost(self, delivery_id: str, segments: int, encoding: str) -> None:
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                sa.update(t.deliveries)
-                .where(t.deliveries.c.delivery_id == delivery_id)
-                .values(sms_segments=segments, sms_encoding=encoding)
-            )
 
     async def cached_translation(self, message_id: str, language: str) -> str | None:
         async with self._engine.connect() as connection:

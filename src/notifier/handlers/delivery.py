@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -337,7 +337,7 @@ async def _deliver_shared_once(
             message = replace(
                 message, sms=_bilingual_text(request, district, first_names, languages, deps)
             )
-        sent = await _send_recorded(message, [records[i] for i in pending], deps)
+        sent = await _send_counted(message, deps, records[pending[0]])
         for index in pending:
             final = event_for(
                 records[index],
@@ -347,7 +347,7 @@ async def _deliver_shared_once(
                 provider=sent.provider,
                 provider_message_id=sent.provider_message_id,
             )
-            await _record_final(request, records[index], final, deps)
+            await _record_final(request, records[index], final, message, deps)
             results[index] = (final, False)
     return [results[index] for index in range(len(members))]
 
@@ -372,29 +372,29 @@ def _record_for(
     )
 
 
-async def _send_recorded(
-    message: OutboundMessage, records: Sequence[DeliveryRecord], deps: DeliveryDependencies
+async def _send_counted(
+    message: OutboundMessage, deps: DeliveryDependencies, record: DeliveryRecord
 ) -> DeliveryEvent:
-    """Send, with what a text will cost recorded on every delivery it stands for."""
-    if message.sms is not None:
-        for record in records:
-            await deps.store.record_sms_cost(
-                record.delivery_id, message.sms.segments, message.sms.encoding
-            )
-    sent = await _send(message, records[0], deps)
+    sent = await _send(message, record, deps)
     if message.sms is not None and sent.status is DeliveryStatus.SENT:
         deps.metrics.sms_sent(message.sms.encoding, message.sms.segments)
     return sent
 
 
 async def _record_final(
-    request: SendRequest, record: DeliveryRecord, final: DeliveryEvent, deps: DeliveryDependencies
+    request: SendRequest,
+    record: DeliveryRecord,
+    final: DeliveryEvent,
+    message: OutboundMessage,
+    deps: DeliveryDependencies,
 ) -> None:
     if final.status is DeliveryStatus.SENT:
         deps.metrics.delivery_latency(
             record.channel, (final.occurred_at - request.created_at).total_seconds()
         )
-    await deps.store.record_event(final)
+    # What the text cost goes in with the outcome: no extra write on the hot path.
+    cost = (message.sms.segments, message.sms.encoding) if message.sms else None
+    await deps.store.record_event(final, sms_cost=cost)
     deps.metrics.delivery_recorded(record.channel, final.status)
     await deps.events.publish([final])
 
@@ -424,8 +424,8 @@ async def _deliver_once(
     message = _outbound(
         request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
     )
-    final = await _send_recorded(message, [record], deps)
-    await _record_final(request, record, final, deps)
+    final = await _send_counted(message, deps, record)
+    await _record_final(request, record, final, message, deps)
     return final, False
 
 
