@@ -42,6 +42,7 @@ CONTRACT_TOPICS = {
     "directory.recipients",
     "directory.districts",
     "conversation.state",
+    "conversation.replies",
     "notifier.delivery-events",
     "notifier.dead-letter",
 }

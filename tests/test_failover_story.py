@@ -33,7 +33,7 @@ from notifier.entrypoints.http import create_app
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
 from tests.fakes.twilio_server import FakeTwilio
-from tests.test_pipeline_kafka import Pipeline, recipient, running_pipeline, send_request
+from tests.test_pipeline_kafka import Pipeline, _reader, recipient, running_pipeline, send_request
 
 pytestmark = pytest.mark.kafka
 
@@ -480,3 +480,72 @@ async def test_the_resume_link_in_the_fallback_text_turns_email_back_on(story: S
     assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
     [entry] = [e for e in await line.container.store.audit_entries() if e.address == MARIA_EMAIL]
     assert (entry.actor, entry.scope) == ("person", "resume link")
+
+
+async def _text_from(story: Story, phone: str, body: str, sid: str | None = None) -> httpx.Response:
+    form = {
+        "MessageSid": sid or f"SM{uuid.uuid4().hex}",
+        "From": phone,
+        "To": "+15555550100",
+        "Body": body,
+        "AccountSid": story.line.twilio.account_sid,
+    }
+    signature = twilio_signature(story.line.twilio.auth_token, INBOUND_URL, form)
+    return await story.http.post(
+        "/webhooks/twilio/inbound", data=form, headers={"X-Twilio-Signature": signature}
+    )
+
+
+async def test_a_text_reply_reaches_the_conversation_once_with_its_author(story: Story) -> None:
+    line = story.line
+    lucia = recipient("guardian-lucia", "Lucía", "guardian", language="es", phone="+15555550188")
+    await line.load_directory([lucia])
+    await line.send(send_request("msg-question", ["guardian-lucia"]))
+    await line.final_events("msg-question", 2)
+    replies = await _reader(line.settings.kafka.replies_topic, line.settings.kafka.partitions)
+    try:
+        for _ in range(3):  # Twilio retrying the webhook
+            response = await _text_from(story, "+15555550188", "Sí, la firmo mañana.", "SMreply1")
+            assert response.status_code == 200
+        await _text_from(story, "+15555550999", "Who is this?")  # nobody we texted
+
+        [record] = await replies.wait_for(lambda records: len(records) >= 1, "a reply")
+        await asyncio.sleep(0.5)  # room for a wrong second copy to show up
+        assert len(replies.records) == 1
+        reply = orjson.loads(record.value)
+        assert record.key == b"conv-77"
+        assert reply["schema"] == "reply/1"
+        assert (
+            reply["conversation_id"],
+            reply["author_recipient_ids"],
+            reply["authors_certain"],
+        ) == (
+            "conv-77",
+            ["guardian-lucia"],
+            True,
+        )
+        assert (reply["channel"], reply["text"], reply["provider_message_id"]) == (
+            "sms",
+            "Sí, la firmo mañana.",
+            "SMreply1",
+        )
+    finally:
+        await replies.consumer.stop()
+
+
+async def test_a_reply_from_a_shared_phone_names_everyone_the_text_was_for(story: Story) -> None:
+    line = story.line
+    dennis = recipient("guardian-dennis", "Dennis", "guardian", phone="+15555550123")
+    maya = recipient("guardian-maya", "Maya", "guardian", phone="+15555550123")
+    await line.load_directory([dennis, maya])
+    await line.send(send_request("msg-family", ["guardian-dennis", "guardian-maya"]))
+    await line.final_events("msg-family", 4)
+    replies = await _reader(line.settings.kafka.replies_topic, line.settings.kafka.partitions)
+    try:
+        await _text_from(story, "+15555550123", "Thanks!")
+        [record] = await replies.wait_for(lambda records: len(records) >= 1, "a reply")
+        reply = orjson.loads(record.value)
+        assert reply["author_recipient_ids"] == ["guardian-dennis", "guardian-maya"]
+        assert reply["authors_certain"] is False
+    finally:
+        await replies.consumer.stop()

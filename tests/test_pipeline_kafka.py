@@ -224,6 +224,7 @@ async def running_pipeline(
         recipients_topic=f"{TEST_TOPIC_PREFIX}{run}.directory.recipients",
         districts_topic=f"{TEST_TOPIC_PREFIX}{run}.directory.districts",
         conversation_state_topic=f"{TEST_TOPIC_PREFIX}{run}.conversation.state",
+        replies_topic=f"{TEST_TOPIC_PREFIX}{run}.conversation.replies",
         delivery_events_topic=f"{TEST_TOPIC_PREFIX}{run}.notifier.delivery-events",
         dead_letter_topic=f"{TEST_TOPIC_PREFIX}{run}.notifier.dead-letter",
         partitions=3,

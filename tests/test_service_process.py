@@ -266,6 +266,7 @@ def _service_env(
         "NOTIFIER_KAFKA_RECIPIENTS_TOPIC": f"{prefix}.directory.recipients",
         "NOTIFIER_KAFKA_DISTRICTS_TOPIC": f"{prefix}.directory.districts",
         "NOTIFIER_KAFKA_CONVERSATION_STATE_TOPIC": f"{prefix}.conversation.state",
+        "NOTIFIER_KAFKA_REPLIES_TOPIC": f"{prefix}.conversation.replies",
         "NOTIFIER_KAFKA_DELIVERY_EVENTS_TOPIC": f"{prefix}.notifier.delivery-events",
         "NOTIFIER_KAFKA_DEAD_LETTER_TOPIC": f"{prefix}.notifier.dead-letter",
         "NOTIFIER_KAFKA_PARTITIONS": str(PARTITIONS),

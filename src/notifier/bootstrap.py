@@ -17,7 +17,7 @@ from notifier.adapters.api_tokens import StaticTokens
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.clock import SystemClock
 from notifier.adapters.inbox import AppInbox
-from notifier.adapters.kafka_events import KafkaEventPublisher
+from notifier.adapters.kafka_events import KafkaEventPublisher, KafkaReplyPublisher
 from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
 from notifier.adapters.migrations import migrate
 from notifier.adapters.oidc import OidcVerifier
@@ -35,6 +35,7 @@ from notifier.domain.model import Channel
 from notifier.handlers.contact_points import ContactPointDependencies
 from notifier.handlers.delivery import DeliveryDependencies, ResumeLinks, RetryPolicy
 from notifier.handlers.follow_up import FollowUpDependencies, FollowUpPolicy
+from notifier.handlers.replies import ReplyDependencies, ReplyPolicy
 from notifier.handlers.tokens import issue_token
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import (
@@ -66,6 +67,7 @@ class Container:
     bearer_verifiers: list[BearerVerifier]
     rate_limiter: RateLimiter
     translator: Translator | None
+    replies: ReplyDependencies
 
     async def start(self) -> None:
         """Create missing topics, then connect the broker (and start its subscribers)."""
@@ -91,6 +93,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(kafka.districts_topic, 1, COMPACTED),
         TopicSpec(kafka.conversation_state_topic, kafka.partitions, COMPACTED),
         TopicSpec(kafka.delivery_events_topic, kafka.partitions),
+        TopicSpec(kafka.replies_topic, kafka.partitions),
         TopicSpec(kafka.dead_letter_topic, 1),
     ]
 
@@ -167,6 +170,14 @@ async def open_container(settings: Settings) -> Container:
         tokens=tokens,
         bearer_verifiers=_bearer_verifiers(settings, tokens, http_client, clock),
         translator=translator,
+        replies=ReplyDependencies(
+            store=store,
+            replies=KafkaReplyPublisher(broker, settings.kafka.replies_topic),
+            policy=ReplyPolicy(
+                window=timedelta(days=delivery.reply_window_days),
+                max_chars=delivery.reply_max_chars,
+            ),
+        ),
         rate_limiter=RateLimiter(
             per_minute=settings.api.rate_limit_per_minute, burst=settings.api.rate_limit_burst
         ),

@@ -44,6 +44,9 @@ class KafkaSettings(BaseModel):
     conversation_state_topic: str = Field(
         "conversation.state", description="Open/stopped and who muted it (compacted)."
     )
+    replies_topic: str = Field(
+        "conversation.replies", description="Replies that came back by text or email."
+    )
     delivery_events_topic: str = Field(
         "notifier.delivery-events", description="Delivery state changes published by notifier."
     )
@@ -181,6 +184,15 @@ class DeliverySettings(BaseModel):
     )
     overdue_check_seconds: float = Field(
         60.0, gt=0, description="How often the consumer looks for overdue deliveries."
+    )
+    reply_window_days: float = Field(
+        7.0,
+        gt=0,
+        description="A text is taken as a reply to the last notification its phone got "
+        "within this many days; older or none, the sender is told how to answer in the app.",
+    )
+    reply_max_chars: int = Field(
+        1600, ge=1, description="Longest reply kept; longer ones are cut (abuse limit)."
     )
     strikes_to_fail: int = Field(
         3, ge=1, description="Repeated failures of one address that mark it failing."

@@ -21,6 +21,7 @@ from notifier.domain.model import (
     OutboundMessage,
     Reason,
     Recipient,
+    Reply,
     Route,
     SendRequest,
 )
@@ -320,6 +321,10 @@ class Store(Protocol):
 
 class EventPublisher(Protocol):
     async def publish(self, events: Sequence[DeliveryEvent]) -> None: ...
+
+
+class ReplyPublisher(Protocol):
+    async def publish(self, reply: Reply) -> None: ...
 
 
 class Translator(Protocol):

@@ -23,6 +23,7 @@ from notifier.domain.model import (
     District,
     Reason,
     Recipient,
+    Reply,
     RequestKind,
     Role,
     Route,
@@ -281,3 +282,42 @@ class ConversationStateWire(_Inbound):
             muted_by=frozenset(self.muted_by),
             updated_at=self.updated_at,
         )
+
+
+class ReplyWire(BaseModel):
+    """``reply/1`` on conversation.replies (key conversation_id)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_: Literal["reply/1"] = Field("reply/1", alias="schema")
+    reply_id: str = Field(description="Stable per inbound provider message: drop repeats.")
+    conversation_id: str
+    author_recipient_ids: list[str]
+    authors_certain: bool = Field(
+        description="False when the reply came from a phone several participants share."
+    )
+    channel: Channel
+    text: str
+    language: str | None = Field(None, description="Detected language, when known.")
+    translations: dict[str, str] = Field(default_factory=dict)
+    attachments: list[dict[str, str | int]] = Field(default_factory=list)
+    received_at: datetime
+    provider: str
+    provider_message_id: str
+
+
+def encode_reply(reply: Reply) -> bytes:
+    payload = ReplyWire(
+        reply_id=reply.reply_id,
+        conversation_id=reply.conversation_id,
+        author_recipient_ids=list(reply.author_ids),
+        authors_certain=reply.authors_certain,
+        channel=reply.channel,
+        text=reply.text,
+        language=reply.language,
+        received_at=reply.received_at,
+        provider=reply.provider,
+        provider_message_id=reply.provider_message_id,
+    ).model_dump(mode="json", by_alias=True)
+    payload["received_at"] = _rfc3339(reply.received_at)
+    return orjson.dumps(payload)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
 
-from notifier.domain.model import DeliveryEvent
-from notifier.wire import encode_event
+from notifier.domain.model import DeliveryEvent, Reply
+from notifier.wire import encode_event, encode_reply
 
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -33,3 +33,19 @@ class KafkaEventPublisher:
             for event in events
         ]
         await asyncio.gather(*pending)
+
+
+class KafkaReplyPublisher:
+    """Replies onto conversation.replies, keyed by conversation."""
+
+    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+        self._broker = broker
+        self._topic = topic
+
+    async def publish(self, reply: Reply) -> None:
+        await self._broker.publish(
+            encode_reply(reply),
+            topic=self._topic,
+            key=reply.conversation_id.encode(),
+            headers=JSON_HEADERS,
+        )

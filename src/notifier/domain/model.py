@@ -251,3 +251,21 @@ class DeliveryEvent:
     provider_message_id: str | None
     language: str | None
     occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply that came back by text or email, for the conversation it answers."""
+
+    reply_id: str
+    conversation_id: str
+    author_ids: tuple[str, ...]
+    authors_certain: bool
+    """False when the text came from a phone several participants share: any of
+    ``author_ids`` may have written it."""
+    channel: Channel
+    text: str
+    received_at: datetime
+    provider: str
+    provider_message_id: str
+    language: str | None = None

@@ -22,6 +22,7 @@ from notifier.wire import (
     DeliveryEventWire,
     DistrictWire,
     RecipientWire,
+    ReplyWire,
     SendRequestWire,
 )
 
@@ -47,6 +48,13 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         description="delivery-event/1: every state change of every delivery, keyed by "
         "conversation_id. event_id is stable per (delivery, status): drop repeats.",
         schema=DeliveryEventWire,
+    )
+    broker.publisher(
+        kafka.replies_topic,
+        title="replies",
+        description="reply/1: a reply that came back by text, keyed by conversation_id; "
+        "reply_id is stable per inbound provider message: drop repeats.",
+        schema=ReplyWire,
     )
     broker.publisher(
         kafka.dead_letter_topic,

@@ -22,6 +22,7 @@ from notifier.handlers.contact_points import (
     sms_keyword,
 )
 from notifier.handlers.follow_up import record_provider_report
+from notifier.handlers.replies import receive_text_reply
 from notifier.ports import WebhookRejected
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,11 @@ def webhook_router() -> APIRouter:
                 request.state.request_id,
                 container.follow_up.contact_points,
             )
+        else:
+            outcome = await receive_text_reply(
+                text.sender, text.body, text.message_sid, _now(), container.replies
+            )
+            container.metrics.webhook_reports("twilio-inbound", outcome.value, 1)
         # Twilio answers the keywords itself (Advanced Opt-Out); an empty TwiML response
         # sends nothing more, and never an error page to a person's phone.
         return Response(EMPTY_TWIML, media_type="text/xml")
