@@ -112,7 +112,7 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
     async def readyz(request: Request) -> JSONResponse:
         container: Container = request.app.state.container
         checks = {
-            "database": await _check(container.store.ping()),
+            "database": await _check_database(container),
             "broker": await _check_broker(container),
         }
         ready = all(value == "ok" for value in checks.values())
@@ -129,9 +129,10 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
     return app
 
 
-async def _check(probe: object) -> str:
+async def _check_database(container: Container) -> str:
     try:
-        await asyncio.wait_for(probe, READINESS_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+            await container.store.ping()
     except Exception as error:  # any failure means "not ready"; say which
         return f"failing: {type(error).__name__}"
     return "ok"
