@@ -549,3 +549,34 @@ async def test_a_reply_from_a_shared_phone_names_everyone_the_text_was_for(story
         assert reply["authors_certain"] is False
     finally:
         await replies.consumer.stop()
+
+
+async def test_someone_we_sent_nothing_lately_is_told_how_to_answer_in_their_language(
+    story: Story,
+) -> None:
+    line = story.line
+    lucia = recipient("guardian-lucia", "Lucía", "guardian", language="es", phone="+15555550188")
+    await line.load_directory([lucia])
+
+    known = await _text_from(story, "+15555550188", "Hola?")
+    stranger = await _text_from(story, "+15555550999", "Hello?")
+
+    assert "<Message>Para responder, abra la conversación en la aplicación de " in known.text
+    assert "<Message>" not in stranger.text, "unknown numbers get no answer"
+
+
+async def test_a_phone_flooding_replies_is_cut_off(story: Story) -> None:
+    line = story.line
+    lucia = recipient("guardian-lucia", "Lucía", "guardian", language="es", phone="+15555550188")
+    await line.load_directory([lucia])
+    await line.send(send_request("msg-flood", ["guardian-lucia"]))
+    await line.final_events("msg-flood", 2)
+    replies = await _reader(line.settings.kafka.replies_topic, line.settings.kafka.partitions)
+    try:
+        for n in range(8):
+            await _text_from(story, "+15555550188", f"reply {n}")
+        await replies.wait_for(lambda records: len(records) >= 5, "the replies within the burst")
+        await asyncio.sleep(0.5)
+        assert len(replies.records) == 5
+    finally:
+        await replies.consumer.stop()

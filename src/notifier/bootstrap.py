@@ -177,6 +177,8 @@ async def open_container(settings: Settings) -> Container:
                 window=timedelta(days=delivery.reply_window_days),
                 max_chars=delivery.reply_max_chars,
             ),
+            catalogs=deliveries.catalogs,
+            senders_limit=RateLimiter(per_minute=delivery.replies_per_minute, burst=5),
         ),
         rate_limiter=RateLimiter(
             per_minute=settings.api.rate_limit_per_minute, burst=settings.api.rate_limit_burst

@@ -191,6 +191,9 @@ class DeliverySettings(BaseModel):
         description="A text is taken as a reply to the last notification its phone got "
         "within this many days; older or none, the sender is told how to answer in the app.",
     )
+    replies_per_minute: float = Field(
+        6.0, gt=0, description="Replies accepted per minute from one phone (bursts of 5)."
+    )
     reply_max_chars: int = Field(
         1600, ge=1, description="Longest reply kept; longer ones are cut (abuse limit)."
     )

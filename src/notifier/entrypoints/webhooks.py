@@ -108,10 +108,12 @@ def webhook_router() -> APIRouter:
                 container.follow_up.contact_points,
             )
         else:
-            outcome = await receive_text_reply(
+            result = await receive_text_reply(
                 text.sender, text.body, text.message_sid, _now(), container.replies
             )
-            container.metrics.webhook_reports("twilio-inbound", outcome.value, 1)
+            container.metrics.webhook_reports("twilio-inbound", result.outcome.value, 1)
+            if result.answer:
+                return Response(_twiml_message(result.answer), media_type="text/xml")
         # Twilio answers the keywords itself (Advanced Opt-Out); an empty TwiML response
         # sends nothing more, and never an error page to a person's phone.
         return Response(EMPTY_TWIML, media_type="text/xml")
@@ -145,6 +147,13 @@ def webhook_router() -> APIRouter:
         return _page(f"Thank you. Messages will go to {address} again.")
 
     return router
+
+
+def _twiml_message(text: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Message>{escape(text, quote=False)}</Message></Response>"
+    )
 
 
 def _refused(reason: str) -> JSONResponse:

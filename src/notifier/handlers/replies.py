@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from notifier.domain.model import Channel, Reply
-from notifier.ports import ReplyPublisher, Store
+from notifier.domain.resolution import choose_language
+from notifier.ports import Catalogs, ReplyPublisher, Store
+from notifier.rate_limit import RateLimited, RateLimiter
 
 INBOUND_SMS = "twilio-inbound"
 _REPLY_NAMESPACE = uuid.UUID("0e8f3a44-7c1b-5d2e-9f60-3b1a2c4d5e6f")
@@ -25,12 +27,23 @@ class ReplyDependencies:
     store: Store
     replies: ReplyPublisher
     policy: ReplyPolicy
+    catalogs: Catalogs
+    senders_limit: RateLimiter
+    """Per phone number: a sender flooding replies is not published beyond it."""
 
 
 class ReplyOutcome(StrEnum):
     PUBLISHED = "published"
     REPEATED = "repeated"
     NO_CONVERSATION = "no_conversation"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResult:
+    outcome: ReplyOutcome
+    answer: str | None = None
+    """A text to send back, in the person's language (how to answer in the app)."""
 
 
 def reply_id_for(provider: str, provider_message_id: str) -> str:
@@ -39,7 +52,7 @@ def reply_id_for(provider: str, provider_message_id: str) -> str:
 
 async def receive_text_reply(
     phone: str, body: str, message_sid: str, received_at: datetime, deps: ReplyDependencies
-) -> ReplyOutcome:
+) -> ReplyResult:
     """A text that is not a keyword: published as a reply to the conversation of the last
     notification this phone got within the window, attributed to whom that text was for
     (everyone it was labelled for, when the phone is shared). Exactly once per provider
@@ -47,10 +60,14 @@ async def receive_text_reply(
     never attributed to a conversation."""
     store = deps.store
     if await store.provider_event_seen(INBOUND_SMS, message_sid):
-        return ReplyOutcome.REPEATED
+        return ReplyResult(ReplyOutcome.REPEATED)
+    try:
+        await deps.senders_limit.take(phone)
+    except RateLimited:
+        return ReplyResult(ReplyOutcome.RATE_LIMITED)
     last = await store.latest_delivery_to(Channel.SMS, phone, received_at)
     if last is None or last.sent_at is None or last.sent_at < received_at - deps.policy.window:
-        return ReplyOutcome.NO_CONVERSATION
+        return ReplyResult(ReplyOutcome.NO_CONVERSATION, await _how_to_answer(phone, deps))
     sharing = (
         await store.deliveries_by_provider_id(Channel.SMS, last.provider_message_id)
         if last.provider_message_id
@@ -73,4 +90,20 @@ async def receive_text_reply(
     # Remembered after publishing: a retry after a crash publishes again, with the same
     # reply_id, which readers drop.
     await store.remember_provider_event(INBOUND_SMS, message_sid)
-    return ReplyOutcome.PUBLISHED
+    return ReplyResult(ReplyOutcome.PUBLISHED)
+
+
+async def _how_to_answer(phone: str, deps: ReplyDependencies) -> str | None:
+    """For someone we know but sent nothing lately: how to answer in the app, in their
+    language. Unknown numbers get no answer at all."""
+    people = await deps.store.recipients_using(Channel.SMS, phone)
+    if not people:
+        return None
+    district = await deps.store.district(people[0].district_id)
+    if district is None:
+        return None
+    language = choose_language(people[0].language, district)
+    wording = deps.catalogs.wording(language)
+    return wording.gettext("To reply, open the conversation in the {district} app.").format(
+        district=district.name
+    )
