@@ -5,7 +5,7 @@ every test on both backends, on a freshly migrated database)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,7 +19,6 @@ from sqlalchemy.exc import StatementError
 from notifier.adapters import tables as t
 from notifier.adapters.migrations import alembic_config, migrate
 from notifier.adapters.store import SqlStore
-from notifier.domain.identity import event_id_for
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -32,6 +31,7 @@ from notifier.domain.model import (
     Role,
     Route,
 )
+from notifier.handlers.delivery import event_for as delivery_event_for
 from notifier.ports import DeliveryRecord
 from tests import builders
 from tests.builders import RECIPIENT_UPDATED_AT, delivery_record, outbound_message, recipient
@@ -50,6 +50,14 @@ def inbox_message(**overrides: object) -> OutboundMessage:
     return outbound_message(channel=Channel.APP, **overrides)
 
 
+@dataclass(frozen=True)
+class FixedClock:
+    moment: datetime
+
+    def now(self) -> datetime:
+        return self.moment
+
+
 def event_for(
     record: DeliveryRecord,
     status: DeliveryStatus,
@@ -59,21 +67,14 @@ def event_for(
     provider_message_id: str | None = "SM0123456789abcdef0123456789abcdef",
     reason: Reason | None = None,
 ) -> DeliveryEvent:
-    return DeliveryEvent(
-        event_id=event_id_for(record.delivery_id, status),
-        delivery_id=record.delivery_id,
-        message_id=record.message_id,
-        conversation_id=record.conversation_id,
-        recipient_id=record.recipient_id,
-        channel=record.channel,
-        status=status,
+    """The event the delivery use case would record, at a given moment."""
+    return delivery_event_for(
+        record,
+        status,
+        FixedClock(occurred_at),
         reason=reason,
-        fallback_from=record.fallback_from,
-        route=record.route,
         provider=provider,
         provider_message_id=provider_message_id,
-        language=record.language,
-        occurred_at=occurred_at,
     )
 
 

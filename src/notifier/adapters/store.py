@@ -79,6 +79,13 @@ class SqlStore:
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    async def _first(self, statement: sa.Select[Any]) -> sa.Row[Any] | None:
+        """The first row of a read, on a connection of its own."""
+        async with self._engine.connect() as connection:
+            result = await connection.execute(statement)
+            row: sa.Row[Any] | None = result.first()
+            return row
+
     async def ping(self) -> None:
         async with self._engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
@@ -86,12 +93,7 @@ class SqlStore:
     # -- directory -------------------------------------------------------------------------
 
     async def district(self, district_id: str) -> District | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(t.districts).where(t.districts.c.id == district_id)
-                )
-            ).first()
+        row = await self._first(sa.select(t.districts).where(t.districts.c.id == district_id))
         return None if row is None else _district_from_row(row._mapping)
 
     async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]:
@@ -248,14 +250,11 @@ class SqlStore:
             return (await connection.execute(statement)).first() is not None
 
     async def conversation_state(self, conversation_id: str) -> ConversationState | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(t.conversation_states).where(
-                        t.conversation_states.c.conversation_id == conversation_id
-                    )
-                )
-            ).first()
+        row = await self._first(
+            sa.select(t.conversation_states).where(
+                t.conversation_states.c.conversation_id == conversation_id
+            )
+        )
         if row is None:
             return None
         return ConversationState(
@@ -463,14 +462,11 @@ class SqlStore:
             )
 
     async def api_token(self, sha256: str) -> StoredToken | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(t.api_tokens).where(
-                        t.api_tokens.c.sha256 == sha256, t.api_tokens.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
+        row = await self._first(
+            sa.select(t.api_tokens).where(
+                t.api_tokens.c.sha256 == sha256, t.api_tokens.c.revoked_at.is_(None)
+            )
+        )
         if row is None:
             return None
         return StoredToken(row.name, row.scope, row.sha256, row.recipient_id, row.created_at)
@@ -540,8 +536,7 @@ class SqlStore:
         statement = sa.select(t.deliveries).where(*conditions).limit(1)
         if order_by is not None:
             statement = statement.order_by(order_by)
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(statement)).first()
+        row = await self._first(statement)
         return None if row is None else _delivery_from_row(row._mapping)
 
     async def save_request(self, request: SendRequest) -> None:
@@ -559,26 +554,18 @@ class SqlStore:
             await connection.execute(statement)
 
     async def load_request(self, message_id: str) -> SendRequest | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(t.send_requests.c.payload).where(
-                        t.send_requests.c.message_id == message_id
-                    )
-                )
-            ).first()
+        row = await self._first(
+            sa.select(t.send_requests.c.payload).where(t.send_requests.c.message_id == message_id)
+        )
         return None if row is None else _request_from_json(row.payload)
 
     async def cached_translation(self, message_id: str, language: str) -> str | None:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(t.translations.c.text).where(
-                        t.translations.c.message_id == message_id,
-                        t.translations.c.language == language,
-                    )
-                )
-            ).first()
+        row = await self._first(
+            sa.select(t.translations.c.text).where(
+                t.translations.c.message_id == message_id,
+                t.translations.c.language == language,
+            )
+        )
         return None if row is None else str(row.text)
 
     async def save_translation(
@@ -599,15 +586,12 @@ class SqlStore:
             await connection.execute(statement)
 
     async def provider_event_seen(self, provider: str, event_key: str) -> bool:
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(t.provider_events.c.event_key).where(
-                        t.provider_events.c.provider == provider,
-                        t.provider_events.c.event_key == event_key,
-                    )
-                )
-            ).first()
+        row = await self._first(
+            sa.select(t.provider_events.c.event_key).where(
+                t.provider_events.c.provider == provider,
+                t.provider_events.c.event_key == event_key,
+            )
+        )
         return row is not None
 
     async def remember_provider_event(self, provider: str, event_key: str) -> None:
