@@ -60,6 +60,7 @@ def district(**overrides: Any) -> District:
         "sms_sender": SMS_SENDER,
         "email_from_address": EMAIL_FROM_ADDRESS,
         "email_from_name": EMAIL_FROM_NAME,
+        "reply_domain": "reply.springfield.example",
     }
     values.update(overrides)
     return District(**values)

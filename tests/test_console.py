@@ -54,7 +54,7 @@ from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner
 from tests.fakes.suppressions import RecordingSuppressions
 from tests.fakes.twilio_server import FakeTwilio
-from tests.test_failover_story import Story
+from tests.story import Story
 from tests.test_pipeline_kafka import Pipeline, recipient, running_pipeline, send_request
 
 SUPPORT_TOKEN = "ntf_alice-support-console-token"

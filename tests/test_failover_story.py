@@ -7,148 +7,32 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 import pytest
-from pydantic import SecretStr
 
-from notifier.adapters.api_tokens import token_digest
-from notifier.config import (
-    ApiSettings,
-    ApiToken,
-    DatabaseSettings,
-    DeliverySettings,
-    HttpSettings,
-    SendGridSettings,
-    Settings,
-    TwilioSettings,
-)
 from notifier.domain.model import Channel, ContactStatus
-from notifier.entrypoints.http import create_app
-from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
-from tests.fakes.twilio_server import FakeTwilio
-from tests.test_pipeline_kafka import Pipeline, _reader, recipient, running_pipeline, send_request
+from tests.story import (
+    INBOUND_URL,
+    MARIA_EMAIL,
+    MARIA_PHONE,
+    MARIA_TOKEN,
+    SUPPORT_TOKEN,
+    Story,
+    running_story,
+)
+from tests.test_pipeline_kafka import recipient, send_request
 
 pytestmark = pytest.mark.kafka
-
-SUPPORT_TOKEN = "support-token-for-tests"
-MARIA_TOKEN = "maria-self-service-token"
-STATUS_URL = "https://notifier.example/webhooks/twilio/status"
-MARIA_EMAIL = "maria@example.org"
-MARIA_PHONE = "+15555550144"
-
-
-@dataclass
-class Story:
-    line: Pipeline
-    http: httpx.AsyncClient
-    signer: SendGridWebhookSigner
-    lifespans: AsyncExitStack
-
-    async def restart(self) -> None:
-        """Stop the service, then start it as `notifier run` does: the app's own lifespan
-        (consumer, overdue timer) on the same store and topics."""
-        await self.line.stop_service()
-        app = create_app(self.line.settings)
-        # Runs after the lifespan has closed the container, so the pipeline won't close it again.
-        self.lifespans.callback(setattr, self.line, "container", None)
-        await self.lifespans.enter_async_context(app.router.lifespan_context(app))
-        self.line.container = app.state.container
-        self.http._transport = httpx.ASGITransport(app=app)
-
-    async def sendgrid_events(
-        self, events: list[dict[str, Any]], *, at: int | None = None
-    ) -> httpx.Response:
-        body = orjson.dumps(events)
-        headers = self.signer.sign(body, at if at is not None else int(time.time()))
-        return await self.http.post("/webhooks/sendgrid/events", content=body, headers=headers)
-
-    async def twilio_status(self, form: dict[str, str]) -> httpx.Response:
-        signature = twilio_signature(self.line.twilio.auth_token, STATUS_URL, form)
-        return await self.http.post(
-            "/webhooks/twilio/status", data=form, headers={"X-Twilio-Signature": signature}
-        )
-
-    async def reset(
-        self, channel: str, address: str, note: str = "called the family"
-    ) -> httpx.Response:
-        return await self.http.post(
-            f"/api/v1/contact-points/{channel}/{address}/reset",
-            json={"note": note},
-            headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"},
-        )
-
-    def bounce(self, mail_index: int = -1, **fields: Any) -> dict[str, Any]:
-        """A SendGrid bounce event for one of the mails the fake accepted."""
-        mail = self.line.sendgrid.accepted[mail_index]
-        custom = mail.body["custom_args"]
-        return {
-            "email": mail.body["personalizations"][0]["to"][0]["email"],
-            "timestamp": int(time.time()),
-            "event": "bounce",
-            "type": "bounce",
-            "bounce_classification": "Mailbox Unavailable",
-            "reason": "552 5.2.2 The email account that you tried to reach is over quota",
-            "status": "5.2.2",
-            "sg_event_id": uuid.uuid4().hex,
-            "sg_message_id": f"{mail.message_id}.filterdrecv-1234-1-5E3A",
-            **custom,
-        } | fields
 
 
 @pytest.fixture
 async def story(tmp_path: Path) -> AsyncIterator[Story]:
-    signer = SendGridWebhookSigner()
-
-    def configure(settings: Settings, twilio: FakeTwilio, sendgrid: FakeSendGrid) -> Settings:
-        return settings.model_copy(
-            update={
-                "sendgrid": SendGridSettings(
-                    api_key=SecretStr(sendgrid.api_key),
-                    api_base_url=sendgrid.base_url,
-                    webhook_public_key=signer.public_key,
-                    webhook_max_age_seconds=300,
-                ),
-                "twilio": TwilioSettings(
-                    account_sid=twilio.account_sid,
-                    auth_token=SecretStr(twilio.auth_token),
-                    api_base_url=twilio.base_url,
-                    status_callback_url=STATUS_URL,
-                ),
-                "api": ApiSettings(
-                    tokens=[
-                        ApiToken(name="alice", scope="support", sha256=token_digest(SUPPORT_TOKEN)),
-                        ApiToken(
-                            name="maria-app",
-                            scope="self-service",
-                            sha256=token_digest(MARIA_TOKEN),
-                            recipient_id="guardian-maria",
-                        ),
-                    ]
-                ),
-                "http": HttpSettings(public_base_url="https://notifier.example"),
-                "delivery": DeliverySettings(
-                    resume_link_secret=SecretStr("resume-secret"),
-                    overdue_seconds=2,
-                    overdue_check_seconds=0.2,
-                ),
-                "database": DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db"),
-            }
-        )
-
-    async with running_pipeline(tmp_path, configure) as line, AsyncExitStack() as lifespans:
-        app = create_app(line.settings)
-        app.state.container = line.container
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://notifier.test"
-        ) as http:
-            yield Story(line, http, signer, lifespans)
+    async with running_story(tmp_path) as story:
+        yield story
 
 
 MARIA = recipient(
@@ -413,9 +297,6 @@ async def test_a_self_service_token_resets_only_its_own_addresses(story: Story) 
     )
 
 
-INBOUND_URL = "http://notifier.test/webhooks/twilio/inbound"
-
-
 async def test_texting_stop_opts_the_number_out_and_start_lifts_it(story: Story) -> None:
     line = story.line
     lucia = recipient(
@@ -480,103 +361,3 @@ async def test_the_resume_link_in_the_fallback_text_turns_email_back_on(story: S
     assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
     [entry] = [e for e in await line.container.store.audit_entries() if e.address == MARIA_EMAIL]
     assert (entry.actor, entry.scope) == ("person", "resume link")
-
-
-async def _text_from(story: Story, phone: str, body: str, sid: str | None = None) -> httpx.Response:
-    form = {
-        "MessageSid": sid or f"SM{uuid.uuid4().hex}",
-        "From": phone,
-        "To": "+15555550100",
-        "Body": body,
-        "AccountSid": story.line.twilio.account_sid,
-    }
-    signature = twilio_signature(story.line.twilio.auth_token, INBOUND_URL, form)
-    return await story.http.post(
-        "/webhooks/twilio/inbound", data=form, headers={"X-Twilio-Signature": signature}
-    )
-
-
-async def test_a_text_reply_reaches_the_conversation_once_with_its_author(story: Story) -> None:
-    line = story.line
-    lucia = recipient("guardian-lucia", "Lucía", "guardian", language="es", phone="+15555550188")
-    await line.load_directory([lucia])
-    await line.send(send_request("msg-question", ["guardian-lucia"]))
-    await line.final_events("msg-question", 2)
-    replies = await _reader(line.settings.kafka.replies_topic, line.settings.kafka.partitions)
-    try:
-        for _ in range(3):  # Twilio retrying the webhook
-            response = await _text_from(story, "+15555550188", "Sí, la firmo mañana.", "SMreply1")
-            assert response.status_code == 200
-        await _text_from(story, "+15555550999", "Who is this?")  # nobody we texted
-
-        [record] = await replies.wait_for(lambda records: len(records) >= 1, "a reply")
-        await asyncio.sleep(0.5)  # room for a wrong second copy to show up
-        assert len(replies.records) == 1
-        reply = orjson.loads(record.value)
-        assert record.key == b"conv-77"
-        assert reply["schema"] == "reply/1"
-        assert (
-            reply["conversation_id"],
-            reply["author_recipient_ids"],
-            reply["authors_certain"],
-        ) == (
-            "conv-77",
-            ["guardian-lucia"],
-            True,
-        )
-        assert (reply["channel"], reply["text"], reply["provider_message_id"]) == (
-            "sms",
-            "Sí, la firmo mañana.",
-            "SMreply1",
-        )
-    finally:
-        await replies.consumer.stop()
-
-
-async def test_a_reply_from_a_shared_phone_names_everyone_the_text_was_for(story: Story) -> None:
-    line = story.line
-    dennis = recipient("guardian-dennis", "Dennis", "guardian", phone="+15555550123")
-    maya = recipient("guardian-maya", "Maya", "guardian", phone="+15555550123")
-    await line.load_directory([dennis, maya])
-    await line.send(send_request("msg-family", ["guardian-dennis", "guardian-maya"]))
-    await line.final_events("msg-family", 4)
-    replies = await _reader(line.settings.kafka.replies_topic, line.settings.kafka.partitions)
-    try:
-        await _text_from(story, "+15555550123", "Thanks!")
-        [record] = await replies.wait_for(lambda records: len(records) >= 1, "a reply")
-        reply = orjson.loads(record.value)
-        assert reply["author_recipient_ids"] == ["guardian-dennis", "guardian-maya"]
-        assert reply["authors_certain"] is False
-    finally:
-        await replies.consumer.stop()
-
-
-async def test_someone_we_sent_nothing_lately_is_told_how_to_answer_in_their_language(
-    story: Story,
-) -> None:
-    line = story.line
-    lucia = recipient("guardian-lucia", "Lucía", "guardian", language="es", phone="+15555550188")
-    await line.load_directory([lucia])
-
-    known = await _text_from(story, "+15555550188", "Hola?")
-    stranger = await _text_from(story, "+15555550999", "Hello?")
-
-    assert "<Message>Para responder, abra la conversación en la aplicación de " in known.text
-    assert "<Message>" not in stranger.text, "unknown numbers get no answer"
-
-
-async def test_a_phone_flooding_replies_is_cut_off(story: Story) -> None:
-    line = story.line
-    lucia = recipient("guardian-lucia", "Lucía", "guardian", language="es", phone="+15555550188")
-    await line.load_directory([lucia])
-    await line.send(send_request("msg-flood", ["guardian-lucia"]))
-    await line.final_events("msg-flood", 2)
-    replies = await _reader(line.settings.kafka.replies_topic, line.settings.kafka.partitions)
-    try:
-        for n in range(8):
-            await _text_from(story, "+15555550188", f"reply {n}")
-        await replies.wait_for(lambda records: len(records) >= 5, "the replies within the burst")
-        await asyncio.sleep(0.5)
-        assert len(replies.records) == 5
-    finally:
-        await replies.consumer.stop()

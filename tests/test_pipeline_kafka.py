@@ -45,7 +45,7 @@ pytestmark = pytest.mark.kafka
 WAIT_SECONDS = 30.0
 SHARED_PHONE = "+15555550123"
 
-DISTRICT = {
+DISTRICT: dict[str, Any] = {
     "schema": "district/1",
     "id": "d-springfield",
     "name": "Springfield Public Schools",
@@ -58,6 +58,7 @@ DISTRICT = {
     "timezone": "America/Chicago",
     "sms_sender": "MG00000000000000000000000000000000",
     "email_from": {"email": "no-reply@springfield.example", "name": "Springfield Schools"},
+    "reply_domain": "reply.springfield.example",
 }
 
 
@@ -127,6 +128,16 @@ class Topic:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what} on {self.name}")
             batches = await self.consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                self.records.extend(batch)
+        return self.records
+
+    async def settle(self, seconds: float = 0.5) -> list[ConsumerRecord[bytes, bytes]]:
+        """Every record so far, after reading on for ``seconds`` (room for a wrong extra
+        record to show up)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batches = await self.consumer.getmany(timeout_ms=100)
             for batch in batches.values():
                 self.records.extend(batch)
         return self.records
@@ -634,11 +645,13 @@ async def test_an_arabic_speaker_gets_a_right_to_left_email(pipeline: Pipeline) 
     assert "يجب تسليم استمارات الرحلة يوم الجمعة." in html
 
 
-def conversation_state(muted_by: list[str], updated_at: str) -> dict[str, Any]:
+def conversation_state(
+    muted_by: list[str], updated_at: str, status: str = "open"
+) -> dict[str, Any]:
     return {
         "schema": "conversation-state/1",
         "conversation_id": "conv-77",
-        "status": "open",
+        "status": status,
         "muted_by": muted_by,
         "updated_at": updated_at,
     }

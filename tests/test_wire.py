@@ -294,6 +294,22 @@ def test_district_may_set_role_channels_to_empty() -> None:
     assert DistrictWire.model_validate(payload).to_domain().role_channels == {}
 
 
+def test_district_reply_domain_is_optional_and_lower_cased() -> None:
+    assert DistrictWire.model_validate(DISTRICT_EXAMPLE).to_domain().reply_domain is None
+    payload = {**DISTRICT_EXAMPLE, "reply_domain": "Reply.Springfield.example"}
+    assert DistrictWire.model_validate(payload).to_domain().reply_domain == (
+        "reply.springfield.example"
+    )
+
+
+@pytest.mark.parametrize(
+    "domain", ["springfield", "reply@springfield.example", "-x.example", "a b.example", ""]
+)
+def test_district_reply_domain_must_be_a_domain(domain: str) -> None:
+    with pytest.raises(ValidationError, match="reply_domain"):
+        DistrictWire.model_validate({**DISTRICT_EXAMPLE, "reply_domain": domain})
+
+
 def test_district_default_channel_may_not_be_the_app() -> None:
     with pytest.raises(ValidationError, match="default_channel"):
         DistrictWire.model_validate({**DISTRICT_EXAMPLE, "default_channel": "app"})

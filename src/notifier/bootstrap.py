@@ -19,6 +19,8 @@ from notifier.adapters.clock import SystemClock
 from notifier.adapters.inbox import AppInbox
 from notifier.adapters.kafka_events import KafkaEventPublisher, KafkaReplyPublisher
 from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
+from notifier.adapters.lingua_languages import LinguaDetector
+from notifier.adapters.mail_replies import MailReplyParser
 from notifier.adapters.migrations import migrate
 from notifier.adapters.oidc import OidcVerifier
 from notifier.adapters.sandbox import SandboxSender
@@ -26,6 +28,7 @@ from notifier.adapters.sendgrid import (
     SendGridBounceList,
     SendGridEmail,
     SendGridEventVerifier,
+    SendGridInboundParse,
     SendGridWebhook,
 )
 from notifier.adapters.store import SqlStore, create_engine
@@ -42,6 +45,7 @@ from notifier.ports import (
     BearerVerifier,
     ChannelSender,
     EmailEventsWebhook,
+    EmailInbound,
     SmsWebhooks,
     Suppressions,
     Translator,
@@ -63,6 +67,8 @@ class Container:
     email_events: EmailEventsWebhook | None
     """None when no verification key is configured: the webhook then refuses everything."""
     sms_webhooks: SmsWebhooks | None
+    email_inbound: EmailInbound | None
+    """None when no Inbound Parse secret is configured: email replies are then refused."""
     tokens: StaticTokens
     bearer_verifiers: list[BearerVerifier]
     rate_limiter: RateLimiter
@@ -133,11 +139,19 @@ async def open_container(settings: Settings) -> Container:
     # The Google client looks up default credentials on creation, which blocks.
     translator = await asyncio.to_thread(_translator, settings)
     delivery = settings.delivery
+    catalogs = GettextCatalogs()
+    # Replies are read (and their language told) among the languages we write in.
+    reply_languages = (catalogs.source_language, *catalogs.languages)
+    reply_address_secret = (
+        delivery.reply_address_secret.get_secret_value().encode()
+        if delivery.reply_address_secret
+        else None
+    )
     deliveries = DeliveryDependencies(
         store=store,
         senders=providers.senders,
         events=KafkaEventPublisher(broker, settings.kafka.delivery_events_topic),
-        catalogs=GettextCatalogs(),
+        catalogs=catalogs,
         clock=clock,
         metrics=metrics,
         retry=RetryPolicy(attempts=delivery.retry_attempts, max_seconds=delivery.retry_max_seconds),
@@ -145,6 +159,7 @@ async def open_container(settings: Settings) -> Container:
         resume_links=_resume_links(settings),
         message_link_template=delivery.message_link_template,
         translator=translator,
+        reply_address_secret=reply_address_secret,
     )
     contact_points = ContactPointDependencies(store, providers.suppressions, clock)
     tokens = StaticTokens(settings.api.tokens, store)
@@ -167,6 +182,11 @@ async def open_container(settings: Settings) -> Container:
         follow_up=follow_up,
         email_events=providers.email_events,
         sms_webhooks=providers.sms_webhooks,
+        email_inbound=(
+            SendGridInboundParse(settings.sendgrid.inbound_secret.get_secret_value())
+            if settings.sendgrid.inbound_secret
+            else None
+        ),
         tokens=tokens,
         bearer_verifiers=_bearer_verifiers(settings, tokens, http_client, clock),
         translator=translator,
@@ -175,10 +195,17 @@ async def open_container(settings: Settings) -> Container:
             replies=KafkaReplyPublisher(broker, settings.kafka.replies_topic),
             policy=ReplyPolicy(
                 window=timedelta(days=delivery.reply_window_days),
+                email_window=timedelta(days=delivery.reply_email_window_days),
                 max_chars=delivery.reply_max_chars,
             ),
-            catalogs=deliveries.catalogs,
+            catalogs=catalogs,
+            metrics=metrics,
             senders_limit=RateLimiter(per_minute=delivery.replies_per_minute, burst=5),
+            reply_address_secret=reply_address_secret,
+            email_sender=providers.senders[Channel.EMAIL],
+            text_reader=MailReplyParser(reply_languages),
+            detector=LinguaDetector(reply_languages),
+            translator=translator,
         ),
         rate_limiter=RateLimiter(
             per_minute=settings.api.rate_limit_per_minute, burst=settings.api.rate_limit_burst

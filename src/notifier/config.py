@@ -121,6 +121,13 @@ class SendGridSettings(BaseModel):
     webhook_max_age_seconds: float = Field(
         600.0, gt=0, description="Oldest signed Event Webhook timestamp accepted (replays)."
     )
+    inbound_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the Inbound Parse URL set at SendGrid (secret): as its last "
+        "path segment (.../webhooks/sendgrid/inbound/<secret>) or as the basic-auth password "
+        "(https://sendgrid:<secret>@host/webhooks/sendgrid/inbound); unset, every inbound "
+        "email is refused.",
+    )
 
     @property
     def configured(self) -> bool:
@@ -193,6 +200,17 @@ class DeliverySettings(BaseModel):
     )
     replies_per_minute: float = Field(
         6.0, gt=0, description="Replies accepted per minute from one phone (bursts of 5)."
+    )
+    reply_email_window_days: float = Field(
+        60.0,
+        gt=0,
+        description="An email reply names the notification it answers; it is taken for this "
+        "many days after that notification.",
+    )
+    reply_address_secret: SecretStr | None = Field(
+        None,
+        description="Key signing the per-delivery Reply-To addresses of emails (secret); "
+        "without it (or a district reply_domain) emails carry no Reply-To.",
     )
     reply_max_chars: int = Field(
         1600, ge=1, description="Longest reply kept; longer ones are cut (abuse limit)."
@@ -279,6 +297,8 @@ SECRET_FIELDS = frozenset(
         ("twilio", "auth_token"),
         ("sendgrid", "api_key"),
         ("delivery", "resume_link_secret"),
+        ("delivery", "reply_address_secret"),
+        ("sendgrid", "inbound_secret"),
         ("deepl", "auth_key"),
         ("google", "api_key"),
     }

@@ -22,6 +22,7 @@ from notifier.domain.model import (
     Reason,
     Recipient,
     Reply,
+    ReplyAttachment,
     Route,
     SendRequest,
 )
@@ -118,6 +119,51 @@ class SmsWebhooks(Protocol):
     def inbound_text(
         self, url: str, form: Mapping[str, str], headers: Mapping[str, str]
     ) -> InboundText: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEmail:
+    """An email someone sent to one of our reply addresses, as the provider parsed it."""
+
+    message_id: str
+    """The email's Message-ID (or, lacking one, a digest of it): the same on every retry."""
+    sender: str
+    """The address it came from, lower-cased."""
+    reply_addresses: tuple[str, ...]
+    """Every address it was sent to (envelope and headers); one of them should be ours."""
+    subject: str
+    text: str
+    """The plain-text body with its quoted history, as sent."""
+    attachments: tuple[ReplyAttachment, ...] = ()
+
+
+class EmailInbound(Protocol):
+    """The email provider's inbound webhook (SendGrid Inbound Parse). It is not signed, so
+    the adapter checks the credentials the provider was configured to present."""
+
+    def authenticate(self, headers: Mapping[str, str], path_secret: str | None) -> None:
+        """Raises ``WebhookRejected`` unless the request carries the configured secret, in
+        its path (``path_secret``) or its headers."""
+        ...
+
+    def inbound_email(
+        self, fields: Mapping[str, str], attachments: Sequence[ReplyAttachment]
+    ) -> InboundEmail:
+        """Raises ``ValueError`` for a form that is not an inbound email (400)."""
+        ...
+
+
+class ReplyTextReader(Protocol):
+    """Separates what a person wrote in an email reply from the quoted history and their
+    signature beneath it."""
+
+    def new_text(self, body: str) -> str: ...
+
+
+class LanguageDetector(Protocol):
+    """Tells the language of a short text, offline; None when it can't say with confidence."""
+
+    def detect(self, text: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ LanguageTag = Annotated[
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Deliberately simple: one @, no spaces, a dot in the domain. Providers do the real check.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 
 
 def _utc(value: datetime) -> datetime:
@@ -196,6 +197,11 @@ class DistrictWire(_Inbound):
         description="Not in district/1 yet: minutes an email may stay deferred before the "
         "message fails over (default: the service's setting).",
     )
+    reply_domain: Annotated[str, StringConstraints(pattern=_DOMAIN, max_length=253)] | None = Field(
+        None,
+        description="Not in district/1 yet: the domain whose mail SendGrid Inbound Parse "
+        "hands to notifier; emails then carry a per-delivery Reply-To there.",
+    )
 
     def to_domain(self) -> District:
         return District(
@@ -214,6 +220,7 @@ class DistrictWire(_Inbound):
             deferred_failover_minutes=self.deferred_failover_minutes,
             sms_max_segments=self.sms_max_segments,
             bilingual_shared_texts=self.shared_phone_languages == "bilingual",
+            reply_domain=self.reply_domain.lower() if self.reply_domain else None,
         )
 
 
@@ -284,6 +291,14 @@ class ConversationStateWire(_Inbound):
         )
 
 
+class ReplyAttachmentWire(BaseModel):
+    """Named like send-request/1's attachments; there is no url: the file is not kept."""
+
+    filename: str
+    content_type: str
+    size_bytes: int
+
+
 class ReplyWire(BaseModel):
     """``reply/1`` on conversation.replies (key conversation_id)."""
 
@@ -300,7 +315,9 @@ class ReplyWire(BaseModel):
     text: str
     language: str | None = Field(None, description="Detected language, when known.")
     translations: dict[str, str] = Field(default_factory=dict)
-    attachments: list[dict[str, str | int]] = Field(default_factory=list)
+    attachments: list[ReplyAttachmentWire] = Field(
+        default_factory=list, description="References only: the content is not kept."
+    )
     received_at: datetime
     provider: str
     provider_message_id: str
@@ -315,6 +332,13 @@ def encode_reply(reply: Reply) -> bytes:
         channel=reply.channel,
         text=reply.text,
         language=reply.language,
+        translations=reply.translations,
+        attachments=[
+            ReplyAttachmentWire(
+                filename=a.filename, content_type=a.content_type, size_bytes=a.size_bytes
+            )
+            for a in reply.attachments
+        ],
         received_at=reply.received_at,
         provider=reply.provider,
         provider_message_id=reply.provider_message_id,

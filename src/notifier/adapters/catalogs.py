@@ -42,8 +42,12 @@ class GettextCatalogs:
             compiled.seek(0)
             self._translations[_key(language)] = Translations(compiled, domain=DOMAIN)
 
+    source_language = "en"
+    """The message ids are the English wording."""
+
     @property
     def languages(self) -> tuple[str, ...]:
+        """The languages with a catalog, besides the source language."""
         return tuple(sorted(self._translations))
 
     def wording(self, language: str) -> NullTranslations:

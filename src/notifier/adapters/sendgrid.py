@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import HeaderParser
+from email.utils import getaddresses, parseaddr
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +42,7 @@ from sendgrid.helpers.mail import (
     HtmlContent,
     Mail,
     PlainTextContent,
+    ReplyTo,
     Subject,
     To,
 )
@@ -43,8 +51,9 @@ from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 from notifier.adapters.provider_http import retry_after_seconds, transport_error
 from notifier.domain.classification import classify_sendgrid
 from notifier.domain.lifecycle import ProviderReport
-from notifier.domain.model import Channel, OutboundMessage, Reason
+from notifier.domain.model import Channel, OutboundMessage, Reason, ReplyAttachment
 from notifier.ports import (
+    InboundEmail,
     PermanentProviderError,
     ProviderError,
     ProviderReceipt,
@@ -179,6 +188,8 @@ def _mail_body(message: OutboundMessage) -> dict[str, Any]:
         (CONVERSATION_ID_ARG, message.conversation_id),
     ):
         mail.add_custom_arg(CustomArg(key, str(value)))
+    if message.reply_to:
+        mail.reply_to = _address(ReplyTo, message.reply_to, message.sender_name)
     body: dict[str, Any] = mail.get()
     return body
 
@@ -454,3 +465,114 @@ class SendGridBounceList:
 
     async def remove(self, address: str) -> None:
         await self._email.delete_bounce(address)
+
+
+class SendGridInboundParse:
+    """Inbound Parse: SendGrid posts each email sent to the reply domain as a multipart form.
+    Nothing in it is signed, so the URL configured at SendGrid carries a secret, as its last
+    path segment or as basic-auth credentials (``https://sendgrid:<secret>@host/...``), that
+    every request must present.
+    https://www.twilio.com/docs/sendgrid/for-developers/parsing-email/setting-up-the-inbound-parse-webhook"""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    def authenticate(self, headers: Mapping[str, str], path_secret: str | None) -> None:
+        if path_secret is not None:
+            presented = path_secret.encode()
+        else:
+            presented = _basic_auth_password(headers.get("authorization") or "")
+        if not hmac.compare_digest(presented, self._secret):
+            raise WebhookRejected("wrong inbound secret")
+
+    def inbound_email(
+        self, fields: Mapping[str, str], attachments: Sequence[ReplyAttachment]
+    ) -> InboundEmail:
+        sender = parseaddr(fields.get("from", ""))[1].strip().lower()
+        if "@" not in sender:
+            raise ValueError("the email has no sender address")
+        headers = HeaderParser(policy=email_policy.default).parsestr(fields.get("headers", ""))
+        return InboundEmail(
+            message_id=_message_id(headers, fields),
+            sender=sender,
+            reply_addresses=_addressed_to(fields, headers),
+            subject=fields.get("subject", ""),
+            text=fields.get("text") or _text_of_html(fields.get("html", "")),
+            attachments=tuple(attachments),
+        )
+
+
+def _basic_auth_password(authorization: str) -> bytes:
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise WebhookRejected("no inbound secret (path segment or basic auth)")
+    try:
+        credentials = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as error:
+        raise WebhookRejected("malformed basic-auth credentials") from error
+    return credentials.partition(b":")[2]
+
+
+def _message_id(headers: EmailMessage, fields: Mapping[str, str]) -> str:
+    """The Message-ID is the email's own identity, the same on every retry of the post. A
+    mail without one is known by a digest of what identifies it instead."""
+    message_id = str(headers.get("message-id") or "").strip()
+    if message_id:
+        return message_id[:998]
+    digest = hashlib.sha256()
+    for name in ("from", "to", "subject", "text", "html"):
+        digest.update(fields.get(name, "").encode() + b"\x1f")
+    digest.update(str(headers.get("date") or "").encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _addressed_to(fields: Mapping[str, str], headers: EmailMessage) -> tuple[str, ...]:
+    """The SMTP envelope says where the mail was really delivered (Bcc and forwarding
+    included); the To and Cc headers are the fallback."""
+    addresses: list[str] = []
+    try:
+        envelope = orjson.loads(fields.get("envelope") or "{}")
+    except orjson.JSONDecodeError as error:
+        raise ValueError("envelope is not JSON") from error
+    if isinstance(envelope, dict) and isinstance(envelope.get("to"), list):
+        addresses += [str(item) for item in envelope["to"]]
+    for header in ("to", "cc"):
+        value = fields.get(header) or str(headers.get(header) or "")
+        addresses += [address for _, address in getaddresses([value]) if address]
+    return tuple(dict.fromkeys(a.strip().lower() for a in addresses if "@" in a))
+
+
+def _text_of_html(markup: str) -> str:
+    """For the rare reply sent as HTML only: its text, without tags, scripts or styles."""
+    reader = _HtmlText()
+    reader.feed(markup)
+    reader.close()
+    return reader.text()
+
+
+class _HtmlText(HTMLParser):
+    _BLOCKS = frozenset({"p", "div", "br", "li", "tr", "blockquote", "h1", "h2", "h3"})
+    _HIDDEN = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag in self._BLOCKS:
+            self._parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self._parts.append(data)
+
+    def text(self) -> str:
+        lines = (line.strip() for line in "".join(self._parts).splitlines())
+        return "\n".join(line for line in lines if line).strip()

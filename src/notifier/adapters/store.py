@@ -222,6 +222,7 @@ class SqlStore:
             "deferred_failover_minutes": district.deferred_failover_minutes,
             "sms_max_segments": district.sms_max_segments,
             "bilingual_shared_texts": district.bilingual_shared_texts,
+            "reply_domain": district.reply_domain,
             "stored_at": self._clock.now(),
         }
         insert = self._insert(t.districts).values(values)
@@ -819,6 +820,7 @@ def _district_from_row(row: RowMapping) -> District:
         deferred_failover_minutes=row["deferred_failover_minutes"],
         sms_max_segments=row["sms_max_segments"] or 3,
         bilingual_shared_texts=bool(row["bilingual_shared_texts"]),
+        reply_domain=row["reply_domain"],
     )
 
 

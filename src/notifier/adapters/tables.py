@@ -50,6 +50,7 @@ districts = sa.Table(
     sa.Column("deferred_failover_minutes", sa.Integer),
     sa.Column("sms_max_segments", sa.Integer),
     sa.Column("bilingual_shared_texts", sa.Boolean),
+    sa.Column("reply_domain", sa.String(253)),
     sa.Column("stored_at", UtcDateTime, nullable=False),
 )
 

@@ -113,6 +113,9 @@ class District:
     bilingual_shared_texts: bool = False
     """People of different languages on one phone: one text in each of their languages
     (True) or a text each (False)."""
+    reply_domain: str | None = None
+    """Where email replies come back (an Inbound Parse domain); None: emails carry no
+    Reply-To and replies by email are not taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,7 @@ class OutboundMessage:
     sender_address: str | None = None
     sender_name: str | None = None
     inbox_body: str | None = None
+    reply_to: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -254,6 +258,15 @@ class DeliveryEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyAttachment:
+    """What was attached to an email reply: a reference only, the content is not kept."""
+
+    filename: str
+    content_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A reply that came back by text or email, for the conversation it answers."""
 
@@ -269,3 +282,8 @@ class Reply:
     provider: str
     provider_message_id: str
     language: str | None = None
+    """Detected from the text; None when too short or mixed to tell."""
+    translations: dict[str, str] = field(default_factory=dict)
+    """Into the languages of the conversation's other participants, where a translator is
+    configured."""
+    attachments: tuple[ReplyAttachment, ...] = ()

@@ -85,9 +85,11 @@ def render_email(
     *,
     names: str,
     sent_at: str,
+    replies_by_email: bool = False,
 ) -> RenderedEmail:
     """``names``: whom the email greets (several people may share one address);
-    ``sent_at``: when the message was written, formatted for the reader."""
+    ``sent_at``: when the message was written, formatted for the reader;
+    ``replies_by_email``: the email carries a Reply-To that reaches the conversation."""
     subject = email_subject(request, wording)
     greeting = wording.gettext("Hello {names},").format(names=names)
     intro = wording.gettext("{sender} wrote:").format(sender=request.sender.display_name)
@@ -100,6 +102,8 @@ def render_email(
     reply_hint = wording.gettext("To reply, open the conversation in the {district} app.").format(
         district=district.name
     )
+    if replies_by_email:
+        reply_hint += " " + wording.gettext("You can also answer by replying to this email.")
     attachments_heading = wording.gettext("Attachments:")
 
     text_lines = [greeting, "", intro, "", text.text]

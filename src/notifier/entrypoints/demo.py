@@ -2,37 +2,51 @@
 
 Plays the conversation core and the directory: publishes a small directory and a few send
 requests (one of them twice, plus one invalid request) to the real broker, runs the service
-in this process, and prints what went out where, in which language, and why.
+in this process, and prints what went out where, in which language, and why; then a
+failover and revert, and replies by text and email coming back to the conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic import SecretStr
 
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
 from notifier.domain.classification import classify_sendgrid
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import TERMINAL_STATUSES, Channel
+from notifier.domain.reply_addresses import reply_address
 from notifier.entrypoints.consumer import register_subscribers
 from notifier.handlers.contact_points import Actor, reset_contact_point
 from notifier.handlers.follow_up import record_provider_report
-from notifier.ports import DeliveryRecord
+from notifier.handlers.replies import receive_email_reply, receive_text_reply
+from notifier.ports import DeliveryRecord, InboundEmail, InboundText
+
+T = TypeVar("T")
 
 DEMO_DATA = Path("config/demo")
 RIVERA = "staff-rivera"
 
 
 async def run_demo(settings: Settings, *, wait_seconds: float, data: Path = DEMO_DATA) -> int:
+    if settings.delivery.reply_address_secret is None:
+        # Email replies need signed Reply-To addresses; the demo signs with a throwaway key.
+        delivery = settings.delivery.model_copy(
+            update={"reply_address_secret": SecretStr(secrets.token_urlsafe(32))}
+        )
+        settings = settings.model_copy(update={"delivery": delivery})
     directory = orjson.loads((data / "directory.json").read_bytes())
     templates = orjson.loads((data / "requests.json").read_bytes())
     run = datetime.now(UTC).strftime("%H%M%S") + "-" + uuid.uuid4().hex[:4]
@@ -74,6 +88,7 @@ async def run_demo(settings: Settings, *, wait_seconds: float, data: Path = DEMO
         elapsed = time.perf_counter() - started
         dead = await _dead_letters(settings, bad_key, wait_seconds)
         story = await _failover_and_revert(container, producer, requests[1], run, wait_seconds)
+        replies = await _replies_come_back(container, requests[1], run, wait_seconds)
         outbox = {row["delivery_id"]: row for row in await container.store.sandbox_outbox()}
     finally:
         await producer.stop()
@@ -81,7 +96,10 @@ async def run_demo(settings: Settings, *, wait_seconds: float, data: Path = DEMO
 
     _print_report(records, outbox, dead, len(requests) + 2, elapsed)
     _print_story(story, outbox)
-    return 0 if records and dead and all(step.records for step in story) else 1
+    _print_replies(replies)
+    return (
+        0 if records and dead and all(step.records for step in story) and len(replies) == 2 else 1
+    )
 
 
 @dataclass
@@ -163,6 +181,104 @@ async def _failover_and_revert(
     return steps
 
 
+LUCIA_REPLY = "Sí, allí estaré. ¿A qué hora sale el autobús?"
+RIVERA_REPLY = """I can chaperone. I'll bring the first-aid kit.
+
+Thanks,
+Ana
+
+On Sat, Nov 28, 2026 at 9:00 AM Springfield Schools <{reply_to}> wrote:
+> Hello Ana,
+> Reminder: the picnic is at noon.
+"""
+
+
+async def _replies_come_back(
+    container: Container, template: dict[str, Any], run: str, wait_seconds: float
+) -> list[dict[str, Any]]:
+    """Lucía answers the bus-delay text in Spanish; Ms. Rivera answers her last email from
+    her mail program, above the quoted notification. Both reach conversation.replies."""
+    store, settings = container.store, container.settings
+    now = datetime.now(UTC)
+    # What POST /webhooks/twilio/inbound does with a verified text that is no keyword.
+    await receive_text_reply(
+        InboundText(message_sid=f"SMdemo{run}", sender="+15555550188", to=None, body=LUCIA_REPLY),
+        now,
+        container.replies,
+    )
+    last_email = next(
+        (
+            r
+            for r in await store.deliveries_of_message(f"picnic-reminder-{run}")
+            if r.recipient_id == RIVERA and r.channel is Channel.EMAIL and r.address
+        ),
+        None,
+    )
+    district = await store.district(template["district_id"])
+    secret = settings.delivery.reply_address_secret
+    if last_email and last_email.address and district and district.reply_domain and secret:
+        # The Reply-To that email carried; what POST /webhooks/sendgrid/inbound does with the
+        # answer sent to it.
+        reply_to = reply_address(
+            last_email.delivery_id, district.reply_domain, secret.get_secret_value().encode()
+        )
+        await receive_email_reply(
+            InboundEmail(
+                message_id=f"<demo-{run}@springfield.example>",
+                sender=last_email.address,
+                reply_addresses=(reply_to,),
+                subject="Re: New message from Ms. Rivera",
+                text=RIVERA_REPLY.format(reply_to=reply_to),
+            ),
+            now,
+            container.replies,
+        )
+    return await _read_replies(settings, template["conversation_id"], 2, wait_seconds)
+
+
+async def _read_replies(
+    settings: Settings, conversation_id: str, count: int, wait_seconds: float
+) -> list[dict[str, Any]]:
+    def in_conversation(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any] | None:
+        reply: dict[str, Any] = orjson.loads(record.value) if record.value else {}
+        return reply if reply.get("conversation_id") == conversation_id else None
+
+    found = await _read_topic(
+        settings, settings.kafka.replies_topic, in_conversation, count, wait_seconds
+    )
+    # Earlier demo runs replied in the same conversation: show this run's.
+    return found[-count:]
+
+
+async def _read_topic(
+    settings: Settings,
+    topic: str,
+    keep: Callable[[ConsumerRecord[bytes, bytes]], T | None],
+    count: int,
+    wait_seconds: float,
+) -> list[T]:
+    """What ``keep`` makes of the topic's records, read from the beginning until ``count``
+    were kept (all of the topic is read that arrived by then) or time runs out."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[T] = []
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for record in (r for batch in batches.values() for r in batch):
+                if (kept := keep(record)) is not None:
+                    found.append(kept)
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def _publish(producer: AIOKafkaProducer, topic: str, request: dict[str, Any]) -> None:
     await producer.send_and_wait(topic, _json(request), key=request["conversation_id"].encode())
 
@@ -239,24 +355,12 @@ def _expected_deliveries(request: dict[str, Any]) -> int:
 async def _dead_letters(
     settings: Settings, key: bytes, wait_seconds: float
 ) -> list[dict[str, str]]:
-    consumer = AIOKafkaConsumer(
-        settings.kafka.dead_letter_topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    def headers_of_ours(record: ConsumerRecord[bytes, bytes]) -> dict[str, str] | None:
+        return {k: v.decode() for k, v in record.headers} if record.key == key else None
+
+    return await _read_topic(
+        settings, settings.kafka.dead_letter_topic, headers_of_ours, 1, wait_seconds
     )
-    await consumer.start()
-    found: list[dict[str, str]] = []
-    try:
-        deadline = time.monotonic() + wait_seconds
-        while not found and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for record in (r for batch in batches.values() for r in batch):
-                if record.key == key:
-                    found.append({k: v.decode() for k, v in record.headers})
-    finally:
-        await consumer.stop()
-    return found
 
 
 def _print_story(story: list[Step], outbox: dict[str, Any]) -> None:
@@ -268,6 +372,21 @@ def _print_story(story: list[Step], outbox: dict[str, Any]) -> None:
     for step in story:
         print(f"\n{step.caption}")
         _print_records(step.records, outbox)
+
+
+def _print_replies(replies: list[dict[str, Any]]) -> None:
+    print()
+    print("replies — answered by text and by email, published on conversation.replies")
+    print("=" * 78)
+    for reply in replies:
+        authors = ", ".join(reply["author_recipient_ids"])
+        print(
+            f"\n{authors} by {reply['channel']} (language detected: {reply['language']}) "
+            f"to {reply['conversation_id']}:"
+        )
+        print(f"  {reply['text']}")
+        if reply["channel"] == "email":
+            print("  (the quoted notification and her signature were cut off)")
 
 
 def _print_report(

@@ -1,6 +1,7 @@
-"""Provider webhooks: SendGrid's Event Webhook, Twilio's status callbacks and inbound texts,
-and the person's resume-email link. Authenticated by the providers' signatures only; a
-request that fails verification gets 403 and changes nothing."""
+"""Provider webhooks: SendGrid's Event Webhook and Inbound Parse, Twilio's status callbacks
+and inbound texts, and the person's resume-email link. Authenticated by the providers'
+signatures (Inbound Parse, which signs nothing, by a configured secret); a request that
+fails verification gets 403 and changes nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from html import escape
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
 from notifier.bootstrap import Container
-from notifier.domain.model import Channel
+from notifier.domain.model import Channel, ReplyAttachment
 from notifier.domain.resume_links import InvalidResumeToken, read_token
 from notifier.handlers.contact_points import (
     Actor,
@@ -22,11 +25,12 @@ from notifier.handlers.contact_points import (
     sms_keyword,
 )
 from notifier.handlers.follow_up import record_provider_report
-from notifier.handlers.replies import receive_text_reply
+from notifier.handlers.replies import receive_email_reply, receive_text_reply
 from notifier.ports import WebhookRejected
 
 log = logging.getLogger(__name__)
 
+MAX_ATTACHMENTS = 50
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -83,7 +87,7 @@ def webhook_router() -> APIRouter:
 
     @router.post(
         "/webhooks/twilio/inbound",
-        summary="Inbound SMS: STOP/START/HELP keywords",
+        summary="Inbound SMS: STOP/START/HELP keywords, or a reply to a conversation",
         response_class=Response,
         responses={200: {"content": {"text/xml": {}}}, 403: {"description": "Bad signature"}},
     )
@@ -108,15 +112,63 @@ def webhook_router() -> APIRouter:
                 container.follow_up.contact_points,
             )
         else:
-            result = await receive_text_reply(
-                text.sender, text.body, text.message_sid, _now(), container.replies
-            )
+            result = await receive_text_reply(text, _now(), container.replies)
             container.metrics.webhook_reports("twilio-inbound", result.outcome.value, 1)
             if result.answer:
                 return Response(_twiml_message(result.answer), media_type="text/xml")
         # Twilio answers the keywords itself (Advanced Opt-Out); an empty TwiML response
         # sends nothing more, and never an error page to a person's phone.
         return Response(EMPTY_TWIML, media_type="text/xml")
+
+    async def sendgrid_inbound(request: Request, path_secret: str | None) -> JSONResponse:
+        container: Container = request.app.state.container
+        if container.email_inbound is None:
+            return _refused("the Inbound Parse secret is not configured")
+        try:
+            container.email_inbound.authenticate(request.headers, path_secret)
+        except WebhookRejected as rejected:
+            return _refused(rejected.reason)
+        try:
+            form = await request.form(max_files=MAX_ATTACHMENTS, max_fields=100)
+        except (MultiPartException, ValueError) as error:
+            return JSONResponse({"error": "malformed", "detail": str(error)}, status_code=400)
+        fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+        # Only what identifies each file is kept: the content is never read into memory
+        # (Starlette spools it to disk) and is gone when the request ends.
+        attachments = [
+            ReplyAttachment(
+                filename=(value.filename or "attachment")[:255],
+                content_type=value.content_type or "application/octet-stream",
+                size_bytes=value.size or 0,
+            )
+            for _, value in form.multi_items()
+            if isinstance(value, UploadFile)
+        ]
+        await form.close()
+        try:
+            email = container.email_inbound.inbound_email(fields, attachments)
+        except ValueError as error:
+            return JSONResponse({"error": "malformed", "detail": str(error)}, status_code=400)
+        result = await receive_email_reply(email, _now(), container.replies)
+        container.metrics.webhook_reports("sendgrid-inbound", result.outcome.value, 1)
+        # Any 2xx stops SendGrid's retries; the outcome is for the logs and tests.
+        return JSONResponse({"outcome": result.outcome.value})
+
+    @router.post(
+        "/webhooks/sendgrid/inbound",
+        summary="SendGrid Inbound Parse: an email reply (multipart), secret in basic auth",
+        responses={400: {"description": "Not an inbound email"}, 403: {"description": "No secret"}},
+    )
+    async def sendgrid_inbound_basic_auth(request: Request) -> JSONResponse:
+        return await sendgrid_inbound(request, None)
+
+    @router.post(
+        "/webhooks/sendgrid/inbound/{secret}",
+        summary="SendGrid Inbound Parse: an email reply (multipart), secret in the path",
+        responses={400: {"description": "Not an inbound email"}, 403: {"description": "No secret"}},
+    )
+    async def sendgrid_inbound_secret_path(secret: str, request: Request) -> JSONResponse:
+        return await sendgrid_inbound(request, secret)
 
     @router.get(
         "/r/{token}",

@@ -36,6 +36,7 @@ from notifier.domain.model import (
     SendRequest,
 )
 from notifier.domain.rendering import Wording, render_email, render_sms, resume_link_line
+from notifier.domain.reply_addresses import reply_address
 from notifier.domain.resolution import (
     PlannedDelivery,
     RecipientPlan,
@@ -48,6 +49,7 @@ from notifier.domain.resolution import (
 from notifier.domain.resume_links import make_token
 from notifier.domain.sms import fit_sms
 from notifier.domain.sms import segments as sms_segments
+from notifier.handlers.translations import TranslationSource, translations
 from notifier.ports import (
     Catalogs,
     ChannelSender,
@@ -113,6 +115,9 @@ class DeliveryDependencies:
     message_link_template: str | None = None
     """Where a message can be read in the app ({conversation_id}, {message_id}), for the
     "Read more" of a shortened text."""
+    reply_address_secret: bytes | None = None
+    """Signs each email's Reply-To address (with the district's reply domain); None: emails
+    carry no Reply-To and replies go to the sender address."""
     underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     """Deliveries being worked on in this process, by id. A copy of the same request in the
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
@@ -203,27 +208,14 @@ async def with_translations(
     missing = sorted(lang for lang in languages if message_text(request, lang) is None)
     if not missing:
         return request
-    found = await asyncio.gather(*(_translation(request, lang, deps) for lang in missing))
-    added = {lang: text for lang, text in zip(missing, found, strict=True) if text is not None}
+    added = await translations(
+        TranslationSource(request.message_id, request.body, request.language),
+        missing,
+        deps.store,
+        deps.translator,
+        deps.metrics,
+    )
     return replace(request, translations={**request.translations, **added}) if added else request
-
-
-async def _translation(
-    request: SendRequest, language: str, deps: DeliveryDependencies
-) -> str | None:
-    cached = await deps.store.cached_translation(request.message_id, language)
-    if cached is not None or deps.translator is None:
-        return cached
-    translator = deps.translator
-    try:
-        text = await translator.translate(request.body, source=request.language, target=language)
-    except ProviderError as error:
-        log.warning("no %s translation of %s: %s", language, request.message_id, error)
-        deps.metrics.translation(translator.provider, "failed")
-        return None
-    await deps.store.save_translation(request.message_id, language, text, translator.provider)
-    deps.metrics.translation(translator.provider, "translated")
-    return text
 
 
 async def deliver_planned(
@@ -518,6 +510,11 @@ def _outbound(
             sender_address=district.sms_sender,
         )
     if planned.channel is Channel.EMAIL:
+        reply_to = (
+            reply_address(delivery_id, district.reply_domain, deps.reply_address_secret)
+            if district.reply_domain and deps.reply_address_secret
+            else None
+        )
         return replace(
             message,
             email=render_email(
@@ -530,9 +527,11 @@ def _outbound(
                 sent_at=deps.catalogs.format_datetime(
                     plan.language, request.created_at, district.timezone
                 ),
+                replies_by_email=reply_to is not None,
             ),
             sender_address=district.email_from_address,
             sender_name=district.email_from_name or district.name,
+            reply_to=reply_to,
         )
     return replace(message, inbox_body=text.text, sender_name=request.sender.display_name)
 

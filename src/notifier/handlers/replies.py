@@ -1,24 +1,55 @@
-"""Replies that come back by text: which conversation they answer, and who wrote them."""
+"""Replies that come back by text or email: which conversation they answer, who wrote them,
+in what language — and whether the conversation still takes them."""
 
 from __future__ import annotations
 
+import html
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from notifier.domain.model import Channel, Reply
+from notifier.domain.model import (
+    Channel,
+    ConversationStatus,
+    OutboundMessage,
+    RenderedEmail,
+    Reply,
+    ReplyAttachment,
+)
+from notifier.domain.reply_addresses import InvalidReplyAddress, delivery_of
 from notifier.domain.resolution import choose_language
-from notifier.ports import Catalogs, ReplyPublisher, Store
+from notifier.handlers.translations import TranslationSource, translations
+from notifier.ports import (
+    Catalogs,
+    ChannelSender,
+    DeliveryRecord,
+    InboundEmail,
+    InboundText,
+    LanguageDetector,
+    Metrics,
+    ProviderError,
+    ReplyPublisher,
+    ReplyTextReader,
+    Store,
+    Translator,
+)
 from notifier.rate_limit import RateLimited, RateLimiter
 
-INBOUND_SMS = "twilio-inbound"
+log = logging.getLogger(__name__)
+
 _REPLY_NAMESPACE = uuid.UUID("0e8f3a44-7c1b-5d2e-9f60-3b1a2c4d5e6f")
+_CLOSING_NOTICES = "closing-notice"
+"""Provider-event namespace remembering who was told a conversation is closed."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyPolicy:
     window: timedelta = timedelta(days=7)
+    """A text answers the last notification its phone got within this time."""
+    email_window: timedelta = timedelta(days=60)
+    """An email reply names its notification exactly; this bounds how long that works."""
     max_chars: int = 1600
 
 
@@ -28,8 +59,38 @@ class ReplyDependencies:
     replies: ReplyPublisher
     policy: ReplyPolicy
     catalogs: Catalogs
+    metrics: Metrics
     senders_limit: RateLimiter
-    """Per phone number: a sender flooding replies is not published beyond it."""
+    """Per phone number or address: a sender flooding replies is not published beyond it."""
+    reply_address_secret: bytes | None = None
+    """Signs the Reply-To addresses of notification emails; None: email replies are not taken."""
+    email_sender: ChannelSender | None = None
+    """For the one "this conversation is closed" email to someone who replied by email."""
+    text_reader: ReplyTextReader | None = None
+    """Cuts the quoted history and signature off an email reply; None keeps the whole body."""
+    detector: LanguageDetector | None = None
+    translator: Translator | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundReply:
+    """A text or email someone sent back, before we know what it answers."""
+
+    channel: Channel
+    sender: str
+    """Phone number or email address."""
+    text: str
+    provider: str
+    provider_message_id: str
+    received_at: datetime
+    reply_addresses: tuple[str, ...] = ()
+    """Email: the addresses it was sent to; ours names the notification it answers."""
+    subject: str = ""
+    attachments: tuple[ReplyAttachment, ...] = ()
+
+    @property
+    def event_namespace(self) -> str:
+        return f"{self.provider}-inbound"
 
 
 class ReplyOutcome(StrEnum):
@@ -37,13 +98,16 @@ class ReplyOutcome(StrEnum):
     REPEATED = "repeated"
     NO_CONVERSATION = "no_conversation"
     RATE_LIMITED = "rate_limited"
+    CLOSED = "closed"
+    EMPTY = "empty"
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyResult:
     outcome: ReplyOutcome
     answer: str | None = None
-    """A text to send back, in the person's language (how to answer in the app)."""
+    """A text to send back by SMS, in the person's language (how to answer in the app, or
+    that the conversation is closed)."""
 
 
 def reply_id_for(provider: str, provider_message_id: str) -> str:
@@ -51,52 +115,218 @@ def reply_id_for(provider: str, provider_message_id: str) -> str:
 
 
 async def receive_text_reply(
-    phone: str, body: str, message_sid: str, received_at: datetime, deps: ReplyDependencies
+    text: InboundText, received_at: datetime, deps: ReplyDependencies
 ) -> ReplyResult:
-    """A text that is not a keyword: published as a reply to the conversation of the last
-    notification this phone got within the window, attributed to whom that text was for
-    (everyone it was labelled for, when the phone is shared). Exactly once per provider
-    message, however often the webhook is retried. A phone with no recent notification is
-    never attributed to a conversation."""
+    return await receive_reply(
+        InboundReply(
+            channel=Channel.SMS,
+            sender=text.sender,
+            text=text.body,
+            provider="twilio",
+            provider_message_id=text.message_sid,
+            received_at=received_at,
+        ),
+        deps,
+    )
+
+
+async def receive_email_reply(
+    email: InboundEmail, received_at: datetime, deps: ReplyDependencies
+) -> ReplyResult:
+    """Only what the person wrote is published: the quoted notification and their
+    signature are cut off first."""
+    reader = deps.text_reader
+    return await receive_reply(
+        InboundReply(
+            channel=Channel.EMAIL,
+            sender=email.sender,
+            text=reader.new_text(email.text) if reader else email.text,
+            provider="sendgrid",
+            provider_message_id=email.message_id,
+            received_at=received_at,
+            reply_addresses=email.reply_addresses,
+            subject=email.subject,
+            attachments=email.attachments,
+        ),
+        deps,
+    )
+
+
+async def receive_reply(inbound: InboundReply, deps: ReplyDependencies) -> ReplyResult:
+    """A reply is published to the conversation of the notification it answers — for a
+    text, the last one its phone got within the window; for an email, the one its Reply-To
+    address names — attributed to whom that notification was for (everyone it was
+    labelled for, when the phone or inbox is shared). Exactly once per provider message,
+    however often the webhook is retried. A sender we can't place is never attributed to a
+    conversation; a stopped conversation takes nothing and says so, once."""
     store = deps.store
-    if await store.provider_event_seen(INBOUND_SMS, message_sid):
+    if await store.provider_event_seen(inbound.event_namespace, inbound.provider_message_id):
         return ReplyResult(ReplyOutcome.REPEATED)
     try:
-        await deps.senders_limit.take(phone)
+        await deps.senders_limit.take(f"{inbound.channel}:{inbound.sender}")
     except RateLimited:
         return ReplyResult(ReplyOutcome.RATE_LIMITED)
-    last = await store.latest_delivery_to(Channel.SMS, phone, received_at)
-    if last is None or last.sent_at is None or last.sent_at < received_at - deps.policy.window:
-        return ReplyResult(ReplyOutcome.NO_CONVERSATION, await _how_to_answer(phone, deps))
-    sharing = (
-        await store.deliveries_by_provider_id(Channel.SMS, last.provider_message_id)
-        if last.provider_message_id
-        else [last]
-    )
-    authors = tuple(sorted({d.recipient_id for d in sharing if d.message_id == last.message_id}))
-    await deps.replies.publish(
-        Reply(
-            reply_id=reply_id_for(INBOUND_SMS, message_sid),
-            conversation_id=last.conversation_id,
-            author_ids=authors,
-            authors_certain=len(authors) == 1,
-            channel=Channel.SMS,
-            text=body.strip()[: deps.policy.max_chars],
-            received_at=received_at,
-            provider="twilio",
-            provider_message_id=message_sid,
+    origin = await _answered_notification(inbound, deps)
+    if origin is None:
+        # By text, someone we know is told how to answer; an email we can't place (spam,
+        # a stale or forged address) gets nothing back.
+        answer = (
+            await _how_to_answer(inbound.sender, deps) if inbound.channel is Channel.SMS else None
         )
+        return ReplyResult(ReplyOutcome.NO_CONVERSATION, answer)
+    state = await store.conversation_state(origin.conversation_id)
+    if state is not None and state.status is ConversationStatus.STOPPED:
+        answer = await _closing_notice_once(inbound, origin, deps)
+        await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
+        return ReplyResult(ReplyOutcome.CLOSED, answer)
+    text = inbound.text.strip()[: deps.policy.max_chars]
+    if not text and not inbound.attachments:
+        await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
+        return ReplyResult(ReplyOutcome.EMPTY)
+    authors = await _authors(origin, deps)
+    reply = Reply(
+        reply_id=reply_id_for(inbound.event_namespace, inbound.provider_message_id),
+        conversation_id=origin.conversation_id,
+        author_ids=authors,
+        authors_certain=len(authors) == 1 and _same_sender(inbound, origin),
+        channel=inbound.channel,
+        text=text,
+        received_at=inbound.received_at,
+        provider=inbound.provider,
+        provider_message_id=inbound.provider_message_id,
+        language=deps.detector.detect(text) if deps.detector and text else None,
+        attachments=inbound.attachments,
     )
+    reply = replace(reply, translations=await _translations(reply, origin, deps))
+    await deps.replies.publish(reply)
     # Remembered after publishing: a retry after a crash publishes again, with the same
     # reply_id, which readers drop.
-    await store.remember_provider_event(INBOUND_SMS, message_sid)
+    await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
     return ReplyResult(ReplyOutcome.PUBLISHED)
 
 
-async def _how_to_answer(phone: str, deps: ReplyDependencies) -> str | None:
+async def _answered_notification(
+    inbound: InboundReply, deps: ReplyDependencies
+) -> DeliveryRecord | None:
+    if inbound.channel is Channel.SMS:
+        last = await deps.store.latest_delivery_to(Channel.SMS, inbound.sender, inbound.received_at)
+        return last if _within(last, inbound.received_at, deps.policy.window) else None
+    secret = deps.reply_address_secret
+    if secret is None:
+        return None
+    for address in inbound.reply_addresses:
+        try:
+            delivery_id = delivery_of(address, secret)
+        except InvalidReplyAddress:
+            continue
+        notification = await deps.store.delivery(delivery_id)
+        if notification is not None and notification.channel is Channel.EMAIL:
+            window = deps.policy.email_window
+            return notification if _within(notification, inbound.received_at, window) else None
+    return None
+
+
+def _within(delivery: DeliveryRecord | None, moment: datetime, window: timedelta) -> bool:
+    return (
+        delivery is not None
+        and delivery.sent_at is not None
+        and (delivery.sent_at >= moment - window)
+    )
+
+
+async def _authors(origin: DeliveryRecord, deps: ReplyDependencies) -> tuple[str, ...]:
+    """Everyone the answered text or email was for: one message to a shared phone or inbox
+    goes out once, for several people."""
+    sharing = (
+        await deps.store.deliveries_by_provider_id(origin.channel, origin.provider_message_id)
+        if origin.provider_message_id
+        else [origin]
+    )
+    return tuple(sorted({d.recipient_id for d in sharing if d.message_id == origin.message_id}))
+
+
+def _same_sender(inbound: InboundReply, origin: DeliveryRecord) -> bool:
+    # A forwarded email answered by someone else still reaches the conversation, but not
+    # as certainly the person it was sent to.
+    return (origin.address or "").lower() == inbound.sender.lower()
+
+
+async def _translations(
+    reply: Reply, origin: DeliveryRecord, deps: ReplyDependencies
+) -> dict[str, str]:
+    """Into the languages the conversation's participants were last written to in, once per
+    reply and language (kept like outbound translations). A reply whose language we can't
+    tell is left untranslated rather than guessed at."""
+    if deps.translator is None or reply.language is None or not reply.text:
+        return {}
+    participants = await deps.store.deliveries_of_message(origin.message_id)
+    return await translations(
+        TranslationSource(reply.reply_id, reply.text, reply.language),
+        {d.language for d in participants if d.language},
+        deps.store,
+        deps.translator,
+        deps.metrics,
+    )
+
+
+async def _closing_notice_once(
+    inbound: InboundReply, origin: DeliveryRecord, deps: ReplyDependencies
+) -> str | None:
+    """The person learns once per conversation that it takes no more replies — by text in
+    the webhook's answer, or by email — instead of writing into the void."""
+    store = deps.store
+    notice_key = f"{origin.conversation_id}\x1f{inbound.channel}\x1f{inbound.sender.lower()}"
+    if await store.provider_event_seen(_CLOSING_NOTICES, notice_key):
+        return None
+    await store.remember_provider_event(_CLOSING_NOTICES, notice_key)
+    district = await store.district(origin.district_id) if origin.district_id else None
+    if district is None:
+        return None
+    language = choose_language(origin.language, district)
+    notice = (
+        deps.catalogs.wording(language)
+        .gettext(
+            "This conversation has been closed, so your reply was not delivered. "
+            "You can still read it in the {district} app."
+        )
+        .format(district=district.name)
+    )
+    if inbound.channel is Channel.SMS:
+        return notice
+    if deps.email_sender is None or district.email_from_address is None:
+        return None
+    subject = inbound.subject.strip() or district.name
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    try:
+        await deps.email_sender.send(
+            OutboundMessage(
+                delivery_id=reply_id_for(_CLOSING_NOTICES, notice_key),
+                message_id=origin.message_id,
+                conversation_id=origin.conversation_id,
+                recipient_id=origin.recipient_id,
+                channel=Channel.EMAIL,
+                to=inbound.sender,
+                language=language,
+                email=RenderedEmail(
+                    subject=subject,
+                    text=notice,
+                    html=f"<p>{html.escape(notice)}</p>",
+                ),
+                sender_address=district.email_from_address,
+                sender_name=district.email_from_name or district.name,
+            )
+        )
+    except ProviderError as error:
+        # Told at most once: a failed notice is not retried on the next reply.
+        log.warning("closing notice to a reply by email not sent: %s", error)
+    return None
+
+
+async def _how_to_answer(sender: str, deps: ReplyDependencies) -> str | None:
     """For someone we know but sent nothing lately: how to answer in the app, in their
     language. Unknown numbers get no answer at all."""
-    people = await deps.store.recipients_using(Channel.SMS, phone)
+    people = await deps.store.recipients_using(Channel.SMS, sender)
     if not people:
         return None
     district = await deps.store.district(people[0].district_id)

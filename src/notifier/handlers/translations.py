@@ -1,0 +1,59 @@
+"""Machine translations of message bodies and replies: each text once per language, kept in
+the store, and never a reason not to deliver."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from notifier.ports import Metrics, ProviderError, Store, Translator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationSource:
+    key: str
+    """What the translations are kept under: the message id, or the reply id."""
+    text: str
+    language: str
+
+
+async def translations(
+    source: TranslationSource,
+    languages: Iterable[str],
+    store: Store,
+    translator: Translator | None,
+    metrics: Metrics,
+) -> dict[str, str]:
+    """The text in each of these languages that can be had: from the store, else from the
+    translator (bounded by its own timeout) and then kept. A language whose translation
+    fails is left out; the caller falls back to the original."""
+    wanted = sorted(set(languages) - {source.language})
+    found = await asyncio.gather(
+        *(_translation(source, lang, store, translator, metrics) for lang in wanted)
+    )
+    return {lang: text for lang, text in zip(wanted, found, strict=True) if text is not None}
+
+
+async def _translation(
+    source: TranslationSource,
+    language: str,
+    store: Store,
+    translator: Translator | None,
+    metrics: Metrics,
+) -> str | None:
+    cached = await store.cached_translation(source.key, language)
+    if cached is not None or translator is None:
+        return cached
+    try:
+        text = await translator.translate(source.text, source=source.language, target=language)
+    except ProviderError as error:
+        log.warning("no %s translation of %s: %s", language, source.key, error)
+        metrics.translation(translator.provider, "failed")
+        return None
+    await store.save_translation(source.key, language, text, translator.provider)
+    metrics.translation(translator.provider, "translated")
+    return text
