@@ -296,3 +296,23 @@ async def test_a_phone_flooding_replies_is_cut_off(story: Story, replies: Topic)
         await story.text_from(LUCIA_PHONE, f"reply {n}")
 
     assert len(await _published(replies, 5)) == 5, "the burst, and nothing beyond it"
+
+
+async def test_an_unsigned_or_forged_inbound_text_is_refused_and_publishes_nothing(
+    story: Story, replies: Topic
+) -> None:
+    await story.line.load_directory([LUCIA])
+    await _notified(story, "msg-forged", ["guardian-lucia"], 2)
+    form = {"MessageSid": "SMforged", "From": LUCIA_PHONE, "To": "+15555550100", "Body": "Hola"}
+
+    unsigned = await story.http.post("/webhooks/twilio/inbound", data=form)
+    forged = await story.http.post(
+        "/webhooks/twilio/inbound", data=form, headers={"X-Twilio-Signature": "bm90IGl0"}
+    )
+
+    assert (unsigned.status_code, forged.status_code) == (403, 403)
+    assert await replies.settle() == []
+    # The same message, properly signed, is taken: the refusals marked nothing as seen.
+    await story.text_from(LUCIA_PHONE, "Hola", "SMforged")
+    [reply] = await _published(replies, 1)
+    assert reply["provider_message_id"] == "SMforged"
