@@ -26,6 +26,7 @@ from notifier.domain.model import (
     SendRequest,
 )
 from notifier.handlers import DeliveryDependencies, RetryPolicy, deliver_request
+from notifier.handlers.delivery import event_for
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import PermanentProviderError, TransientProviderError
 from tests.builders import REQUEST_CREATED_AT, delivery_record, district, recipient, send_request
@@ -199,6 +200,42 @@ async def test_a_delivery_left_queued_by_a_dead_attempt_is_sent_again(world: Wor
 
     assert len(world.sms.sent) == 1
     assert world.statuses()[("guardian-9", Channel.SMS)] is DeliveryStatus.SENT
+    [stored] = [
+        r for r in await world.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+    ]
+    assert stored.attempts == 2, "known as a possible duplicate"
+    assert (
+        world.metrics.registry.get_sample_value(
+            "notifier_unknown_outcome_total", {"channel": "sms"}
+        )
+        == 1
+    )
+
+
+async def test_a_delivery_past_queued_is_never_sent_again_even_if_not_final(
+    world: World,
+) -> None:
+    # A deferred email (not terminal: it may still bounce) was sent: a redelivered request
+    # must not email the person again.
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    queued = delivery_record(message_id="msg-1", language="en")
+    await world.store.claim_delivery(queued)
+    await world.store.record_event(event_for(queued, DeliveryStatus.DEFERRED, world.deps.clock))
+
+    await deliver_request(request("guardian-9"), world.deps)
+
+    assert world.sms.sent == []
+
+
+async def test_a_retry_after_longer_than_the_budget_is_not_waited_out(world: World) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    world.sms.script.append(TransientProviderError("sms-fake", "HTTP 429", retry_after=3600))
+
+    report = await deliver_request(request("guardian-9"), world.deps)
+
+    [failed] = [e for e in report.outcomes if e.channel is Channel.SMS]
+    assert (failed.status, failed.reason) == (DeliveryStatus.FAILED, Reason.PROVIDER_ERROR)
+    assert len(world.sms.sent) == 1
 
 
 async def test_a_finished_request_redelivered_sends_nothing_and_republishes_the_same_events(

@@ -15,6 +15,7 @@ import pytest
 
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.store import SqlStore
+from notifier.domain.circuit import CircuitBreaker
 from notifier.domain.classification import classify_sendgrid, classify_twilio
 from notifier.domain.identity import delivery_id_for
 from notifier.domain.lifecycle import Classification, ProviderReport
@@ -49,11 +50,12 @@ from notifier.handlers.follow_up import (
     FollowUpDependencies,
     FollowUpPolicy,
     ReportOutcome,
+    deliver_and_fail_over,
     fail_over_overdue,
     record_provider_report,
 )
 from notifier.metrics import PrometheusMetrics
-from notifier.ports import DeliveryRecord, ProviderError
+from notifier.ports import DeliveryRecord, ProviderError, TransientProviderError
 from tests.builders import BODY_ES, EMAIL, PHONE, district, recipient, send_request
 from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock
 from tests.fakes.suppressions import RecordingSuppressions
@@ -914,3 +916,36 @@ async def test_an_undelivered_shared_text_fails_over_everyone_it_was_for(world: 
         failed = await world.delivery("msg-1", person, Channel.SMS)
         assert (failed.status, failed.reason) == (DeliveryStatus.FAILED, Reason.PROVIDER_ERROR)
     assert sorted(m.to for m in world.email.sent) == ["dennis@example.org", "maya@example.org"]
+
+
+# --- a provider that keeps failing -----------------------------------------------------------
+
+
+async def test_a_provider_that_keeps_failing_is_left_alone_and_messages_fail_over_at_once(
+    world: World,
+) -> None:
+    circuit = CircuitBreaker(failure_threshold=3, cool_down=timedelta(minutes=1))
+    delivery = replace(world.deps.delivery, circuits={"sendgrid-fake": circuit})
+    world.deps = replace(world.deps, delivery=delivery)
+    metrics = delivery.metrics
+    assert isinstance(metrics, PrometheusMetrics)
+    await world.store.upsert_recipient(email_first())
+    world.email.script.extend(TransientProviderError("sendgrid-fake", "HTTP 503") for _ in range(3))
+
+    await deliver_and_fail_over(request("msg-1", LUCIA), world.deps)
+    assert len(world.email.sent) == 3, "the retries' failures open the circuit"
+
+    await deliver_and_fail_over(request("msg-2", LUCIA), world.deps)
+    assert len(world.email.sent) == 3, "not called while the circuit is open"
+    email = await world.delivery("msg-2", LUCIA, Channel.EMAIL)
+    assert (email.status, email.reason) == (DeliveryStatus.FAILED, Reason.PROVIDER_ERROR)
+    text = await world.delivery("msg-2", LUCIA, Channel.SMS)
+    assert (text.status, text.route) == (DeliveryStatus.SENT, Route.FAILOVER_PROVIDER_ERROR)
+    open_gauge = {"provider": "sendgrid-fake"}
+    assert metrics.registry.get_sample_value("notifier_provider_circuit_open", open_gauge) == 1
+
+    world.clock.current += timedelta(minutes=1)
+    await deliver_and_fail_over(request("msg-3", LUCIA), world.deps)
+    assert len(world.email.sent) == 4, "after the cool-down one call probes the provider"
+    assert (await world.delivery("msg-3", LUCIA, Channel.EMAIL)).status is DeliveryStatus.SENT
+    assert metrics.registry.get_sample_value("notifier_provider_circuit_open", open_gauge) == 0

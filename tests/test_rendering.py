@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gettext
+from dataclasses import replace
 
 import pytest
 
@@ -257,4 +258,22 @@ def test_email_in_spanish_uses_the_catalog_frame(catalogs: GettextCatalogs) -> N
     assert (
         "Para responder, abra la conversación en la aplicación de Springfield Public Schools."
         in email.text
+    )
+
+
+def test_a_subject_built_from_others_text_cannot_start_a_header_of_its_own() -> None:
+    request = replace(
+        send_request(),
+        sender=Sender("staff-3", "Ms. Rivera\r\nBcc: everyone@example.org", "staff"),
+        conversation_title="Trip\u2028Reply-To: x@evil.example\x00",
+    )
+
+    subject = email_subject(request, english())
+
+    assert "\r" not in subject
+    assert "\n" not in subject
+    assert "\u2028" not in subject
+    assert "\x00" not in subject
+    assert subject == (
+        "New message from Ms. Rivera Bcc: everyone@example.org in Trip Reply-To: x@evil.example"
     )

@@ -425,6 +425,18 @@ async def test_first_claim_of_a_delivery_is_new(store: SqlStore) -> None:
     assert claim.record == record
 
 
+async def test_a_claim_of_a_delivery_past_queued_is_not_counted_as_an_attempt(
+    store: SqlStore,
+) -> None:
+    first = delivery_record(request_id="req-1")
+    await store.claim_delivery(first)
+    await store.record_event(event_for(first, DeliveryStatus.SENT, occurred_at=T0))
+
+    claim = await store.claim_delivery(first)
+
+    assert (claim.record.status, claim.record.attempts) == (DeliveryStatus.SENT, 1)
+
+
 async def test_second_claim_of_the_same_delivery_returns_the_stored_record(
     store: SqlStore,
 ) -> None:
@@ -437,9 +449,10 @@ async def test_second_claim_of_the_same_delivery_returns_the_stored_record(
 
     assert claim.is_new is False
     stored = claim.record
-    assert replace(stored, created_at=None, updated_at=None) == first
+    assert replace(stored, created_at=None, updated_at=None, attempts=1) == first
     assert stored.request_id == "req-1"
     assert stored.status is DeliveryStatus.QUEUED
+    assert stored.attempts == 2, "still queued: the first attempt's outcome is unknown"
     assert_aware_utc(stored.created_at)
     assert_aware_utc(stored.updated_at)
 

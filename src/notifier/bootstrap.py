@@ -23,7 +23,9 @@ from notifier.adapters.lingua_languages import LinguaDetector
 from notifier.adapters.mail_replies import MailReplyParser
 from notifier.adapters.migrations import migrate
 from notifier.adapters.oidc import OidcVerifier
+from notifier.adapters.pacing import KeyedPacer, by_sender, one_account
 from notifier.adapters.sandbox import SandboxSender
+from notifier.adapters.sendgrid import PROVIDER as SENDGRID
 from notifier.adapters.sendgrid import (
     SendGridBounceList,
     SendGridEmail,
@@ -32,8 +34,10 @@ from notifier.adapters.sendgrid import (
     SendGridWebhook,
 )
 from notifier.adapters.store import SqlStore, create_engine
+from notifier.adapters.twilio import PROVIDER as TWILIO
 from notifier.adapters.twilio import TwilioSignatureVerifier, TwilioSms, TwilioWebhooks
 from notifier.config import Settings
+from notifier.domain.circuit import CircuitBreaker
 from notifier.domain.model import Channel
 from notifier.handlers.contact_points import ContactPointDependencies
 from notifier.handlers.delivery import DeliveryDependencies, ResumeLinks, RetryPolicy
@@ -46,6 +50,7 @@ from notifier.ports import (
     ChannelSender,
     EmailEventsWebhook,
     EmailInbound,
+    SendPacer,
     SmsWebhooks,
     Suppressions,
     Translator,
@@ -160,6 +165,8 @@ async def open_container(settings: Settings) -> Container:
         message_link_template=delivery.message_link_template,
         translator=translator,
         reply_address_secret=reply_address_secret,
+        circuits=_circuits(settings),
+        pacers=_pacers(settings),
     )
     contact_points = ContactPointDependencies(store, providers.suppressions, clock)
     tokens = StaticTokens(settings.api.tokens, store)
@@ -320,6 +327,26 @@ def _translator(settings: Settings) -> Translator | None:
         )
     log.info("no translator: bodies without a translation go out in the original, with a note")
     return None
+
+
+def _circuits(settings: Settings) -> dict[str, CircuitBreaker]:
+    delivery = settings.delivery
+    return {
+        provider: CircuitBreaker(
+            failure_threshold=delivery.circuit_failures,
+            cool_down=timedelta(seconds=delivery.circuit_cool_down_seconds),
+        )
+        for provider in (TWILIO, SENDGRID)
+    }
+
+
+def _pacers(settings: Settings) -> dict[Channel, SendPacer]:
+    pacers: dict[Channel, SendPacer] = {}
+    if settings.twilio.messages_per_second:
+        pacers[Channel.SMS] = KeyedPacer(settings.twilio.messages_per_second, by_sender)
+    if settings.sendgrid.requests_per_second:
+        pacers[Channel.EMAIL] = KeyedPacer(settings.sendgrid.requests_per_second, one_account)
+    return pacers
 
 
 def _resume_links(settings: Settings) -> ResumeLinks | None:

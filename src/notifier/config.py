@@ -96,6 +96,12 @@ class TwilioSettings(BaseModel):
         None, description="Public URL of POST /webhooks/twilio/status, sent with each SMS."
     )
     timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one Twilio API call.")
+    messages_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="Texts per second per sending number or Messaging Service (what the "
+        "sender is provisioned for, e.g. 1 for a long code); unset, texts are not paced.",
+    )
     inbound_url: str | None = Field(
         None,
         description="Public URL of POST /webhooks/twilio/inbound as Twilio calls it (signatures "
@@ -113,6 +119,11 @@ class SendGridSettings(BaseModel):
     )
     api_base_url: str = Field("https://api.sendgrid.com", description="SendGrid v3 API base URL.")
     timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one SendGrid API call.")
+    requests_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="Mail Send requests per second for the account; unset, not paced.",
+    )
     webhook_public_key: str | None = Field(
         None,
         description="Event Webhook verification key (base64, from SendGrid's Mail Settings); "
@@ -171,6 +182,15 @@ class HttpSettings(BaseModel):
         description="Base URL people reach the service at, for the resume-email link in "
         "fallback texts; without it (or a link secret) texts carry no link.",
     )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (webhooks, API); 413."
+    )
+    max_inbound_email_bytes: int = Field(
+        31_457_280,
+        ge=1024,
+        description="Largest Inbound Parse post (an email with its attachments; SendGrid's own "
+        "limit is 30 MB).",
+    )
 
 
 class DeliverySettings(BaseModel):
@@ -214,6 +234,15 @@ class DeliverySettings(BaseModel):
     )
     reply_max_chars: int = Field(
         1600, ge=1, description="Longest reply kept; longer ones are cut (abuse limit)."
+    )
+    circuit_failures: int = Field(
+        5,
+        ge=1,
+        description="Failures in a row of one provider (5xx, timeouts, refused key) that open "
+        "its circuit: it is not called, and messages fail over at once.",
+    )
+    circuit_cool_down_seconds: float = Field(
+        30.0, gt=0, description="How long an open circuit waits before one probe call."
     )
     strikes_to_fail: int = Field(
         3, ge=1, description="Repeated failures of one address that mark it failing."

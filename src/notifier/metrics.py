@@ -7,7 +7,7 @@ address or district ids.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from notifier.domain.model import Channel, DeliveryStatus, Reason
 
@@ -95,6 +95,26 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+        self.unknown_outcomes = Counter(
+            "notifier_unknown_outcome_total",
+            "Sends made again because an earlier attempt's outcome is unknown (the process "
+            "died mid-send, or the provider did not answer): each a possible duplicate.",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "notifier_retries_total",
+            "Provider calls retried after a transient failure.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.circuit_open = Gauge(
+            "notifier_provider_circuit_open",
+            "1 while the provider's circuit is open (calls stopped, messages failing over).",
+            ["provider"],
+            registry=self.registry,
+        )
+
     def request_processed(self, outcome: str) -> None:
         self.send_requests.labels(outcome).inc()
 
@@ -130,6 +150,15 @@ class PrometheusMetrics:
 
     def webhook_reports(self, provider: str, outcome: str, count: int) -> None:
         self.webhooks.labels(provider, outcome).inc(count)
+
+    def unknown_outcome(self, channel: Channel) -> None:
+        self.unknown_outcomes.labels(channel.value).inc()
+
+    def retry(self, provider: str) -> None:
+        self.retries.labels(provider).inc()
+
+    def circuit_changed(self, provider: str, *, is_open: bool) -> None:
+        self.circuit_open.labels(provider).set(1 if is_open else 0)
 
 
 def _reason(reason: Reason | None) -> str:

@@ -74,6 +74,18 @@ class UnknownOutcomeError(ProviderError):
     body was sent). Retrying risks a duplicate; not retrying risks a lost message."""
 
 
+class ProviderUnavailableError(ProviderError):
+    """Not tried: the provider's circuit is open after it kept failing. The message fails
+    over at once instead of waiting out retries."""
+
+
+class SendPacer(Protocol):
+    """A provider's rate limit as seen from our side: waits (in order) until the next
+    message may go, instead of letting the provider refuse it."""
+
+    async def wait_turn(self, message: OutboundMessage) -> None: ...
+
+
 class WebhookRejected(Exception):
     """A webhook request is not proven to come from the provider (a signature or timestamp
     header missing, malformed, stale or not matching): answer 403 and change nothing.
@@ -203,6 +215,8 @@ class DeliveryRecord:
     sent_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    attempts: int = 1
+    """Sends started; above 1, an earlier attempt died with its outcome unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,3 +474,11 @@ class Metrics(Protocol):
     def sms_sent(self, encoding: str, segments: int) -> None: ...
 
     def translation(self, provider: str, outcome: str) -> None: ...
+
+    def unknown_outcome(self, channel: Channel) -> None:
+        """A send made again because an earlier attempt's outcome is unknown."""
+        ...
+
+    def retry(self, provider: str) -> None: ...
+
+    def circuit_changed(self, provider: str, *, is_open: bool) -> None: ...

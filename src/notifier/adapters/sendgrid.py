@@ -52,6 +52,7 @@ from notifier.adapters.provider_http import retry_after_seconds, transport_error
 from notifier.domain.classification import classify_sendgrid
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import Channel, OutboundMessage, Reason, ReplyAttachment
+from notifier.domain.rendering import one_line
 from notifier.ports import (
     InboundEmail,
     PermanentProviderError,
@@ -200,7 +201,7 @@ def _address(kind: type[Any], email: str, name: str | None) -> Any:
     # fields sends the address as given, and SendGrid's 400 names the field that is wrong.
     address = kind()
     address.email = email
-    address.name = name
+    address.name = one_line(name) if name else name
     return address
 
 

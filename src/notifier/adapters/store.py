@@ -307,14 +307,20 @@ class SqlStore:
                     )
                 )
                 return Claim(record=record, is_new=True)
+            same_delivery = (
+                t.deliveries.c.message_id == record.message_id,
+                t.deliveries.c.recipient_id == record.recipient_id,
+                t.deliveries.c.channel == record.channel.value,
+            )
+            # Still queued: the attempt that claimed it never recorded an outcome. Counted,
+            # so a send that may be a duplicate is known as such.
+            await connection.execute(
+                sa.update(t.deliveries)
+                .where(*same_delivery, t.deliveries.c.status == DeliveryStatus.QUEUED.value)
+                .values(attempts=t.deliveries.c.attempts + 1)
+            )
             existing = (
-                await connection.execute(
-                    sa.select(t.deliveries).where(
-                        t.deliveries.c.message_id == record.message_id,
-                        t.deliveries.c.recipient_id == record.recipient_id,
-                        t.deliveries.c.channel == record.channel.value,
-                    )
-                )
+                await connection.execute(sa.select(t.deliveries).where(*same_delivery))
             ).one()
         return Claim(record=_delivery_from_row(existing._mapping), is_new=False)
 
@@ -800,6 +806,7 @@ def _delivery_from_row(row: RowMapping) -> DeliveryRecord:
         sent_at=row["sent_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        attempts=row["attempts"],
     )
 
 

@@ -104,6 +104,8 @@ deliveries = sa.Table(
     sa.Column("sent_at", UtcDateTime),
     sa.Column("sms_segments", sa.Integer),
     sa.Column("sms_encoding", sa.String(8)),
+    # Sends started: more than 1 means an earlier attempt died with its outcome unknown.
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint(

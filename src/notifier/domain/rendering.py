@@ -7,6 +7,7 @@ comes from the request (or its translation). Message ids here are extracted by B
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from html import escape
 from typing import Protocol
@@ -70,10 +71,21 @@ def resume_link_line(wording: Wording, link: str) -> str:
 def email_subject(request: SendRequest, wording: Wording) -> str:
     sender = request.sender.display_name
     if request.conversation_title:
-        return wording.gettext("New message from {sender} in {conversation}").format(
+        subject = wording.gettext("New message from {sender} in {conversation}").format(
             sender=sender, conversation=request.conversation_title
         )
-    return wording.gettext("New message from {sender}").format(sender=sender)
+    else:
+        subject = wording.gettext("New message from {sender}").format(sender=sender)
+    return one_line(subject)
+
+
+_LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """A header value from text others wrote (a name, a title): line breaks and control
+    characters become one space, so nothing can start a header of its own."""
+    return " ".join(_LINE_BREAKS_AND_CONTROLS.sub(" ", text).split())
 
 
 def render_email(

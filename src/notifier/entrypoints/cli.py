@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from notifier.config import Settings
+from notifier.log_masking import PersonalDataFilter
 from notifier.request_context import RequestIdFilter
 
 
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(PersonalDataFilter())
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
 from notifier.entrypoints.api import api_router
+from notifier.entrypoints.body_limit import BodyLimit
 from notifier.entrypoints.console import console_router
 from notifier.entrypoints.consumer import register_subscribers, run_overdue_timer
 from notifier.entrypoints.webhooks import webhook_router
@@ -32,6 +33,7 @@ _ERROR_NAMES = {
     403: "forbidden",
     404: "not_found",
     409: "conflict",
+    413: "too_large",
     422: "invalid",
     429: "too_many_requests",
 }
@@ -83,6 +85,16 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
+    inbound_email_paths = "/webhooks/sendgrid/inbound"
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: (
+            settings.http.max_inbound_email_bytes
+            if path.startswith(inbound_email_paths)
+            else settings.http.max_body_bytes
+        ),
+    )
+
     @app.exception_handler(HTTPException)
     async def json_error(request: Request, error: HTTPException) -> JSONResponse:
         # One error shape for every 4xx: {"error": ..., "detail": ...}.
@@ -116,8 +128,14 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
             "broker": await _check_broker(container),
         }
         ready = all(value == "ok" for value in checks.values())
+        # Shown, not judged: a provider's open circuit is handled by failing over, and
+        # restarting this pod would not bring the provider back.
+        providers = {
+            provider: circuit.state.value
+            for provider, circuit in container.deliveries.circuits.items()
+        }
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
+            {"status": "ready" if ready else "not ready", "checks": checks, "providers": providers},
             status_code=200 if ready else 503,
         )
 

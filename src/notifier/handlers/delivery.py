@@ -16,14 +16,14 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
 from notifier.domain.admission import admit
+from notifier.domain.circuit import CircuitBreaker
 from notifier.domain.identity import delivery_id_for, event_id_for
 from notifier.domain.model import (
-    TERMINAL_STATUSES,
     Channel,
     ContactStatus,
     DeliveryEvent,
@@ -53,6 +53,7 @@ from notifier.handlers.translations import TranslationSource, translations
 from notifier.ports import (
     Catalogs,
     ChannelSender,
+    Claim,
     Clock,
     DeliveryRecord,
     EventPublisher,
@@ -60,6 +61,8 @@ from notifier.ports import (
     PermanentProviderError,
     ProviderError,
     ProviderReceipt,
+    ProviderUnavailableError,
+    SendPacer,
     Store,
     TransientProviderError,
     Translator,
@@ -115,6 +118,10 @@ class DeliveryDependencies:
     message_link_template: str | None = None
     """Where a message can be read in the app ({conversation_id}, {message_id}), for the
     "Read more" of a shortened text."""
+    circuits: Mapping[str, CircuitBreaker] = field(default_factory=dict)
+    """Per provider name; a provider without one is always called."""
+    pacers: Mapping[Channel, SendPacer] = field(default_factory=dict)
+    """Per channel: the provider's rate limit, waited for before each call."""
     reply_address_secret: bytes | None = None
     """Signs each email's Reply-To address (with the district's reply domain); None: emails
     carry no Reply-To and replies go to the sender address."""
@@ -301,7 +308,7 @@ async def _deliver_shared_once(
     pending = []
     for index, record in enumerate(records):
         claim = await deps.store.claim_delivery(record)
-        if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
+        if _outcome_known(claim, deps):
             results[index] = (await _repeat_known_outcome(claim.record, deps), True)
             continue
         if claim.is_new:
@@ -401,7 +408,7 @@ async def _deliver_once(
 ) -> tuple[DeliveryEvent, bool]:
     record = _record_for(request, district, plan, planned)
     claim = await deps.store.claim_delivery(record)
-    if not claim.is_new and claim.record.status in TERMINAL_STATUSES:
+    if _outcome_known(claim, deps):
         return await _repeat_known_outcome(claim.record, deps), True
 
     first_event = event_for(record, record.status, deps.clock, reason=record.reason)
@@ -411,14 +418,31 @@ async def _deliver_once(
     if not planned.needs_sending:
         return first_event, False
 
-    # Still queued from an earlier attempt means that attempt died mid-send and its outcome
-    # is unknown; sending again risks a duplicate, not sending risks a lost notice. We send.
     message = _outbound(
         request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
     )
     final = await _send_counted(message, deps, record)
     await _record_final(request, record, final, message, deps)
     return final, False
+
+
+def _outcome_known(claim: Claim, deps: DeliveryDependencies) -> bool:
+    """Whether an earlier copy of the request already settled this delivery. Anything past
+    "queued" was recorded after the provider answered (or instead of sending): never sent
+    again. Still queued means the attempt that claimed it died mid-send and its outcome is
+    unknown: sending again risks a duplicate, not sending risks a lost safety notice, so we
+    send — and count it."""
+    if claim.is_new:
+        return False
+    if claim.record.status is not DeliveryStatus.QUEUED:
+        return True
+    deps.metrics.unknown_outcome(claim.record.channel)
+    log.warning(
+        "delivery %s: an earlier attempt's outcome is unknown; sending again (attempt %d)",
+        claim.record.delivery_id,
+        claim.record.attempts,
+    )
+    return False
 
 
 async def _repeat_known_outcome(
@@ -607,7 +631,11 @@ async def _send(
         return event_for(
             record, DeliveryStatus.FAILED, deps.clock, reason=error.reason, provider=error.provider
         )
-    except (TransientProviderError, UnknownOutcomeError) as error:
+    except (TransientProviderError, UnknownOutcomeError, ProviderUnavailableError) as error:
+        if isinstance(error, UnknownOutcomeError):
+            # It may have gone out: not sent again on this channel, but failing over may
+            # reach the person twice — preferred to a lost notice.
+            deps.metrics.unknown_outcome(message.channel)
         return event_for(
             record,
             DeliveryStatus.FAILED,
@@ -640,14 +668,28 @@ async def _send_with_retries(
         asked = error.retry_after if isinstance(error, TransientProviderError) else None
         return max(backoff(state), asked or 0.0)
 
+    def count_retry(state: RetryCallState) -> None:
+        deps.metrics.retry(sender.provider)
+
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        # stop_before_delay: a wait (a long Retry-After, say) that would end past the budget
+        # is not waited out; the delivery fails over now instead of an hour later.
+        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
         wait=wait,
         retry=retry_if_exception_type(TransientProviderError),
+        before_sleep=count_retry,
         reraise=True,
     )
+    circuit = deps.circuits.get(sender.provider)
+    pacer = deps.pacers.get(message.channel)
     async for attempt in retrying:
         with attempt:
+            if circuit is not None and not circuit.allows(deps.clock.now()):
+                raise ProviderUnavailableError(sender.provider, "circuit open", code="circuit")
+            if pacer is not None:
+                # Waited before taking a slot: a queue for one provider's rate must not
+                # hold the slots other channels' messages need.
+                await pacer.wait_turn(message)
             # The slot is held only while calling, never while waiting to retry.
             async with deps.in_flight:
                 started = time.perf_counter()
@@ -657,11 +699,35 @@ async def _send_with_retries(
                     deps.metrics.provider_request(
                         sender.provider, type(error).__name__, time.perf_counter() - started
                     )
+                    _record_health(circuit, sender.provider, error, deps)
                     raise
                 deps.metrics.provider_request(
                     sender.provider, "accepted", time.perf_counter() - started
                 )
+                _record_health(circuit, sender.provider, None, deps)
     return receipt
+
+
+def _record_health(
+    circuit: CircuitBreaker | None,
+    provider: str,
+    error: ProviderError | None,
+    deps: DeliveryDependencies,
+) -> None:
+    """A provider that answered — even to refuse one address — is up; one that failed,
+    timed out or refused us as a whole (bad key, no permission) counts towards opening."""
+    if circuit is None:
+        return
+    provider_failed = isinstance(error, TransientProviderError | UnknownOutcomeError) or (
+        isinstance(error, PermanentProviderError) and error.reason is Reason.PROVIDER_ERROR
+    )
+    if provider_failed:
+        if circuit.failed(deps.clock.now()):
+            log.warning("%s keeps failing: circuit open, failing over", provider)
+            deps.metrics.circuit_changed(provider, is_open=True)
+    elif circuit.succeeded():
+        log.info("%s answers again: circuit closed", provider)
+        deps.metrics.circuit_changed(provider, is_open=False)
 
 
 def event_for(
