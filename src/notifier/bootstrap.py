@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import httpx
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from notifier.adapters.api_tokens import StaticTokens
 from notifier.adapters.catalogs import GettextCatalogs
@@ -109,7 +110,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def create_broker(settings: Settings) -> KafkaBroker:
+def create_broker(settings: Settings, metrics: PrometheusMetrics | None = None) -> KafkaBroker:
+    """``metrics``: where FastStream's own Kafka metrics go (messages received, processed,
+    published, their sizes and durations, by topic), beside notifier's."""
     return KafkaBroker(
         settings.kafka.bootstrap_servers,
         client_id="notifier",
@@ -124,6 +127,11 @@ def create_broker(settings: Settings) -> KafkaBroker:
         # FastStream logs every message at this level; at INFO that is one line per message
         # on the hot path. Our handlers log what matters.
         log_level=logging.DEBUG,
+        middlewares=(
+            [KafkaPrometheusMiddleware(registry=metrics.registry, app_name="notifier")]
+            if metrics is not None
+            else []
+        ),
     )
 
 
@@ -138,8 +146,8 @@ async def open_container(settings: Settings) -> Container:
     http_client = httpx.AsyncClient(
         limits=httpx.Limits(max_connections=settings.delivery.max_in_flight)
     )
-    broker = create_broker(settings)
     metrics = PrometheusMetrics()
+    broker = create_broker(settings, metrics)
     providers = _providers(settings, store, http_client)
     # The Google client looks up default credentials on creation, which blocks.
     translator = await asyncio.to_thread(_translator, settings)

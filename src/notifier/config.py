@@ -319,6 +319,11 @@ class OidcSettings(BaseModel):
 
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["json", "text"] = Field(
+        "json",
+        description="json: one JSON object a line (timestamp, level, event, request, message, "
+        "conversation and delivery ids), for log pipelines; text: for people at a terminal.",
+    )
 
 
 SECRET_FIELDS = frozenset(

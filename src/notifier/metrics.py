@@ -7,9 +7,11 @@ address or district ids.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from notifier.domain.model import Channel, DeliveryStatus, Reason
+from notifier.domain.model import Channel, ContactStatus, DeliveryStatus, Reason
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -115,6 +117,21 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+        self.lag = Gauge(
+            "notifier_consumer_lag",
+            "Records behind the end of the partition, as of the last batch read from it.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.contact_point_gauge = Gauge(
+            "notifier_contact_points",
+            "Addresses with a recorded status (something happened to them: a bounce, an "
+            "opt-out, a reset), by status. Every replica reports the same totals: aggregate "
+            "with max, not sum.",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+
     def request_processed(self, outcome: str) -> None:
         self.send_requests.labels(outcome).inc()
 
@@ -159,6 +176,16 @@ class PrometheusMetrics:
 
     def circuit_changed(self, provider: str, *, is_open: bool) -> None:
         self.circuit_open.labels(provider).set(1 if is_open else 0)
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self.lag.labels(topic, str(partition)).set(lag)
+
+    def contact_points(self, counts: Mapping[tuple[Channel, ContactStatus], int]) -> None:
+        for channel in (Channel.SMS, Channel.EMAIL):
+            for status in ContactStatus:
+                self.contact_point_gauge.labels(channel.value, status.value).set(
+                    counts.get((channel, status), 0)
+                )
 
 
 def _reason(reason: Reason | None) -> str:

@@ -14,6 +14,7 @@ from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import (
     Channel,
     ContactPoint,
+    ContactStatus,
     ConversationState,
     DeliveryEvent,
     DeliveryStatus,
@@ -342,6 +343,8 @@ class Store(Protocol):
 
     async def add_strike(self, channel: Channel, address: str) -> int: ...
 
+    async def contact_point_counts(self) -> dict[tuple[Channel, ContactStatus], int]: ...
+
     async def mark_resume_link_sent(self, address: str) -> bool: ...
 
     async def append_audit(self, entry: AuditEntry) -> None: ...
@@ -482,3 +485,9 @@ class Metrics(Protocol):
     def retry(self, provider: str) -> None: ...
 
     def circuit_changed(self, provider: str, *, is_open: bool) -> None: ...
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
+
+    def contact_points(self, counts: Mapping[tuple[Channel, ContactStatus], int]) -> None:
+        """How many addresses are active, failing, opted out — the whole count, each time."""
+        ...

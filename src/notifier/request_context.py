@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from contextvars import ContextVar
@@ -18,11 +17,3 @@ def request_id_from(header: str | None) -> str:
     if header and _ACCEPTED.match(header):
         return header
     return uuid.uuid4().hex
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every record ("-" outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get() or "-"
-        return True

@@ -610,6 +610,14 @@ class SqlStore:
         async with self._engine.begin() as connection:
             await connection.execute(statement)
 
+    async def contact_point_counts(self) -> dict[tuple[Channel, ContactStatus], int]:
+        statement = sa.select(
+            t.contact_points.c.channel, t.contact_points.c.status, sa.func.count()
+        ).group_by(t.contact_points.c.channel, t.contact_points.c.status)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return {(Channel(channel), ContactStatus(status)): count for channel, status, count in rows}
+
     async def add_strike(self, channel: Channel, address: str) -> int:
         """Count one more failure against the address; returns the new count."""
         async with self._engine.begin() as connection:

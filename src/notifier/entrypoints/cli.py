@@ -7,15 +7,13 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
 from notifier.config import Settings
-from notifier.log_masking import PersonalDataFilter
-from notifier.request_context import RequestIdFilter
+from notifier.logs import configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     settings = Settings()
-    _configure_logging(settings.log.level)
+    configure_logging(settings.log.level, settings.log.format)
 
     if args.command == "config":
         json.dump(settings.redacted(), sys.stdout, indent=2)
@@ -74,18 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_demo(settings, wait_seconds=args.timeout))
     parser.error(f"unknown command {args.command}")
     return 2
-
-
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
-    handler.addFilter(PersonalDataFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-    )
-    logging.basicConfig(level=level, handlers=[handler])
-    # aiokafka reports every reconnect attempt at INFO/WARNING; keep its chatter down.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _run(settings: Settings, *, only: str | None) -> int:

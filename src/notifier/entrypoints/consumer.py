@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -38,6 +38,8 @@ from notifier.handlers import (
 )
 from notifier.handlers.directory import apply_conversation_state, remove_conversation_state
 from notifier.handlers.follow_up import deliver_and_fail_over, fail_over_overdue
+from notifier.logs import logging_context
+from notifier.ports import Metrics
 from notifier.wire import ConversationStateWire, DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,10 @@ def register_subscribers(container: Container) -> None:
     async def deliver_one(record: ConsumerRecord[Any, Any]) -> None:
         try:
             request = _parse(SendRequestWire, record).to_domain()
-            report = await deliver_and_fail_over(request, container.follow_up)
+            with logging_context(
+                message_id=request.message_id, conversation_id=request.conversation_id
+            ):
+                report = await deliver_and_fail_over(request, container.follow_up)
         except RequestRejected as rejected:
             await dead_letters.send(record, rejected)
             container.metrics.request_processed("dead_lettered")
@@ -120,6 +125,7 @@ def register_subscribers(container: Container) -> None:
     @input_subscriber(broker, settings)
     async def on_batch(message: KafkaMessage) -> None:
         await _process_batch(message, process)
+        _report_lag(message, container.metrics)
 
 
 def input_subscriber(broker: KafkaBroker, settings: KafkaSettings) -> SubscriberDecorator:
@@ -169,6 +175,23 @@ async def _process_batch(
     # Still failing after the in-place retries: hand the batch back to Kafka uncommitted.
     log.error("batch of %d records still failing; rewinding to retry it later", len(records))
     await message.nack()
+
+
+def _report_lag(message: KafkaMessage, metrics: Metrics) -> None:
+    """Records behind the end of each partition just read (the fetcher's high watermark
+    less the next offset to read): the consumer-lag gauge ops alert on."""
+    consumer = message.consumer
+    if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's in-memory test broker
+        return
+    last_read: dict[TopicPartition, int] = {}
+    for record in message.raw_message:
+        last_read[TopicPartition(record.topic, record.partition)] = record.offset
+    for partition, offset in last_read.items():
+        highwater = consumer.highwater(partition)
+        if highwater is not None:
+            metrics.consumer_lag(
+                partition.topic, partition.partition, max(0, highwater - offset - 1)
+            )
 
 
 async def _no_decoding(message: Any) -> None:
@@ -235,13 +258,15 @@ class DeadLetters:
 
 async def run_overdue_timer(container: Container) -> None:
     """Every few seconds, fail over what never reached a final status (the durable timer is
-    the store; this loop only wakes it). Runs beside the consumer until cancelled."""
+    the store; this loop only wakes it), and refresh the contact-point gauge. Runs beside
+    the consumer until cancelled."""
     interval = container.settings.delivery.overdue_check_seconds
     while True:
         try:
             handled = await fail_over_overdue(container.follow_up)
             if handled:
                 log.info("failed over %d overdue deliveries", handled)
+            container.metrics.contact_points(await container.store.contact_point_counts())
         except Exception:
             log.exception("overdue check failed; trying again in %.0f s", interval)
         await asyncio.sleep(interval)

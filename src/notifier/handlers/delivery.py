@@ -50,6 +50,7 @@ from notifier.domain.resume_links import make_token
 from notifier.domain.sms import fit_sms
 from notifier.domain.sms import segments as sms_segments
 from notifier.handlers.translations import TranslationSource, translations
+from notifier.logs import logging_context
 from notifier.ports import (
     Catalogs,
     ChannelSender,
@@ -246,11 +247,12 @@ async def _deliver(
     deps: DeliveryDependencies,
 ) -> tuple[DeliveryEvent, bool]:
     delivery_id = delivery_id_for(request.message_id, plan.recipient.id, planned.channel)
-    (event, repeated), waited = await _once(
-        delivery_id,
-        lambda: _deliver_once(request, district, plan, planned, delivery_id, deps),
-        deps,
-    )
+    with logging_context(delivery_id=delivery_id):
+        (event, repeated), waited = await _once(
+            delivery_id,
+            lambda: _deliver_once(request, district, plan, planned, delivery_id, deps),
+            deps,
+        )
     return event, repeated or waited
 
 

@@ -1,0 +1,103 @@
+"""Log lines ops can query: JSON by default (structlog formats every stdlib record, ours
+and the libraries'), each with its timestamp, level, logger, event, and the ids of what is
+being worked on — the HTTP request, the message, the conversation, the delivery — and with
+phone numbers and email addresses masked.
+
+The ids come from context variables set at the edges (the request middleware, the consumer
+per send request, the delivery use case per delivery), so no log call has to pass them."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Literal
+
+import structlog
+
+from notifier.log_masking import PersonalDataFilter
+from notifier.request_context import current_request_id
+
+_message_id: ContextVar[str | None] = ContextVar("message_id", default=None)
+_conversation_id: ContextVar[str | None] = ContextVar("conversation_id", default=None)
+_delivery_id: ContextVar[str | None] = ContextVar("delivery_id", default=None)
+
+CONTEXT_FIELDS = ("request_id", "message_id", "conversation_id", "delivery_id")
+
+
+@contextmanager
+def logging_context(
+    *,
+    message_id: str | None = None,
+    conversation_id: str | None = None,
+    delivery_id: str | None = None,
+) -> Iterator[None]:
+    """Every log line written inside names these ids (those given; the others stay)."""
+    tokens = [
+        (var, var.set(value))
+        for var, value in (
+            (_message_id, message_id),
+            (_conversation_id, conversation_id),
+            (_delivery_id, delivery_id),
+        )
+        if value is not None
+    ]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Puts the ids of the current request, message and delivery on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id.get()
+        record.message_id = _message_id.get()
+        record.conversation_id = _conversation_id.get()
+        record.delivery_id = _delivery_id.get()
+        return True
+
+
+def _context_ids(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    record = event.get("_record")
+    for name in CONTEXT_FIELDS:
+        value = getattr(record, name, None)
+        if value is not None:
+            event[name] = value
+    return event
+
+
+def configure_logging(level: str, style: Literal["json", "text"]) -> None:
+    shared: list[structlog.typing.Processor] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _context_ids,
+        structlog.processors.format_exc_info,
+    ]
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if style == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    # Masks the message before the formatter sees it (filters run first).
+    handler.addFilter(PersonalDataFilter())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # aiokafka reports every reconnect attempt at INFO/WARNING, Alembic each plugin it
+    # loads: keep their chatter down.
+    for chatty in ("aiokafka", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
