@@ -16,12 +16,26 @@ help:
 	@echo "make stop      stop the local Kafka broker and PostgreSQL server"
 	@echo "make docs      regenerate docs/asyncapi.yaml and docs/openapi.json from the code"
 	@echo "make catalogs  extract message ids and update the .po files (Babel)"
+	@echo "make lock      re-lock dependencies into constraints.txt after editing pyproject.toml"
+	@echo "make image-check / deploy-check   lint and prove the Dockerfile / the Helm chart"
 
-$(STAMP): pyproject.toml
+# Installed from the lock (constraints.txt): the versions CI and the image use.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt pip
+	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# After changing dependencies in pyproject.toml: re-lock, and commit constraints.txt.
+.PHONY: lock image-check deploy-check
+lock:
+	scripts/lock-dependencies
+# The Dockerfile linted (hadolint) and its install steps proven in a fresh venv.
+image-check:
+	scripts/check-image
+# The Helm chart (lint, schema, kubeconform), the alert rules (promtool) and the dashboard.
+deploy-check: $(STAMP)
+	scripts/check-deploy
 
 kafka:
 	scripts/kafka-local start
