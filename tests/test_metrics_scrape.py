@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from notifier.metrics import PrometheusMetrics
 from tests.story import MARIA_EMAIL, Story, running_story
 from tests.test_failover_story import MARIA
 from tests.test_pipeline_kafka import WAIT_SECONDS, send_request
@@ -98,3 +100,12 @@ async def test_metrics_after_a_run_with_a_bounce_and_a_failover(story: Story) ->
     )
     output, _ = await checked.communicate(exposition.encode())
     assert checked.returncode == 0, output.decode()
+
+
+def test_every_send_request_outcome_is_exposed_from_the_start() -> None:
+    # An alert on increase(...{outcome="dead_lettered"}) needs the series before the first
+    # dead letter, or it misses that one.
+    exposition = generate_latest(PrometheusMetrics().registry).decode()
+    found = samples(exposition)
+    for outcome in ("processed", "duplicate", "dead_lettered"):
+        assert ("notifier_send_requests_total", frozenset({("outcome", outcome)})) in found

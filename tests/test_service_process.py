@@ -385,7 +385,7 @@ async def test_sigterm_finishes_in_flight_work_and_commits_before_exiting(
     metrics = await restarted.wait_for_metric(
         "notifier_send_requests_total", 1, outcome="processed"
     )
-    assert _sample(metrics, "notifier_send_requests_total", outcome="duplicate") is None, (
+    assert not _sample(metrics, "notifier_send_requests_total", outcome="duplicate"), (
         f"the request finished before SIGTERM was taken again after the restart\n{metrics}"
     )
     assert [r.form["Body"] for r in harness.twilio.received] == [

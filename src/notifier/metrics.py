@@ -26,6 +26,9 @@ class PrometheusMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        # Present at 0 from the start, so increase() sees the first dead letter.
+        for outcome in ("processed", "duplicate", "dead_lettered"):
+            self.send_requests.labels(outcome)
         self.deliveries = Counter(
             "notifier_deliveries_total",
             "Delivery state changes recorded, by channel and status.",
