@@ -459,3 +459,68 @@ async def test_a_bilingual_district_texts_a_shared_phone_once_in_both_languages(
     )
     languages = {e.recipient_id: e.language for e in report.outcomes if e.channel is Channel.SMS}
     assert languages == {"guardian-dennis": "en", "guardian-lucia": "es"}
+
+
+class DatabaseGoneWhileRecording:
+    """The real store, except that recording a text's outcome fails ``times`` times (the
+    database went away between Twilio's answer and the write)."""
+
+    def __init__(self, store: SqlStore, times: int) -> None:
+        self._store = store
+        self.times = times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def record_event(self, event: Any, **kwargs: Any) -> None:
+        if self.times and event.channel is Channel.SMS:
+            self.times -= 1
+            raise ConnectionError("the database went away")
+        await self._store.record_event(event, **kwargs)
+
+
+async def delivered_after_retries(sent: SendRequest, deps: DeliveryDependencies) -> None:
+    """Deliver as the consumer does: the whole request again after a failure."""
+    for _ in range(5):
+        try:
+            await deliver_request(sent, deps)
+        except ConnectionError:
+            continue
+        return
+    raise AssertionError("still failing after 5 tries")
+
+
+async def test_an_answer_that_could_not_be_recorded_is_recorded_on_retry_not_sent_again(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    flaky = DatabaseGoneWhileRecording(world.store, times=1)
+    deps = replace(world.deps, store=flaky)  # type: ignore[arg-type]
+
+    await delivered_after_retries(request("guardian-9"), deps)
+
+    assert len(world.sms.sent) == 1, "the person is not texted twice"
+    [stored] = [
+        r for r in await world.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+    ]
+    assert (stored.status, stored.attempts) == (DeliveryStatus.SENT, 1)
+    assert stored.provider_message_id == "sms-fake-1"
+
+
+async def test_one_text_for_a_shared_phone_is_recorded_for_everyone_on_retry(
+    world: World,
+) -> None:
+    for recipient_id, name in (("guardian-dennis", "Dennis"), ("guardian-maya", "Maya")):
+        await world.store.upsert_recipient(
+            person(recipient_id, first_name=name, phone="+15555550123")
+        )
+    deps = replace(world.deps, store=DatabaseGoneWhileRecording(world.store, times=2))  # type: ignore[arg-type]
+
+    await delivered_after_retries(request("guardian-dennis", "guardian-maya"), deps)
+
+    assert len(world.sms.sent) == 1
+    stored = await world.store.deliveries_of_message("msg-1")
+    assert {r.recipient_id: r.status for r in stored if r.channel is Channel.SMS} == {
+        "guardian-dennis": DeliveryStatus.SENT,
+        "guardian-maya": DeliveryStatus.SENT,
+    }

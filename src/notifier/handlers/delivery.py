@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tenacity import (
     AsyncRetrying,
@@ -126,9 +126,18 @@ class DeliveryDependencies:
     reply_address_secret: bytes | None = None
     """Signs each email's Reply-To address (with the district's reply domain); None: emails
     carry no Reply-To and replies go to the sender address."""
+    unrecorded: dict[str, UnrecordedOutcome] = field(default_factory=dict)
+    """Provider answers this process got but could not record (the database went away), by
+    delivery id. The batch's retry records them instead of sending again."""
     underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     """Deliveries being worked on in this process, by id. A copy of the same request in the
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnrecordedOutcome:
+    event: DeliveryEvent
+    sms_cost: tuple[int, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,42 +177,53 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
     }
     request = await with_translations(request, {p.language for p in plans.values()}, deps)
 
-    # A TaskGroup, not gather: when one delivery hits a store or broker failure the others
-    # are cancelled and the request is retried as a whole, instead of running on unobserved.
+    # Every delivery runs to its end even when another fails: cancelling one midway could
+    # cut a provider call whose text then goes out unrecorded (a duplicate on retry) or
+    # leave a database transaction open. Then the first failure is raised, and the request
+    # is retried as a whole; what was recorded meanwhile is not sent again.
     shared_addresses: dict[
         tuple[Channel, str, str], list[tuple[RecipientPlan, PlannedDelivery]]
     ] = {}
-    async with asyncio.TaskGroup() as group:
-        tasks = []
-        for recipient_id in recipient_ids:
-            plan = plans.get(recipient_id)
-            if plan is None:
-                tasks.append(group.create_task(_unknown_recipient(request, recipient_id, deps)))
-                continue
-            for planned in plan.deliveries:
-                if planned.channel is not Channel.APP and planned.needs_sending:
-                    bilingual = planned.channel is Channel.SMS and district.bilingual_shared_texts
-                    key = (planned.channel, planned.address, "*" if bilingual else plan.language)
-                    shared_addresses.setdefault(key, []).append((plan, planned))
-                else:
-                    tasks.append(
-                        group.create_task(_deliver(request, district, plan, planned, deps))
-                    )
-        # Several people on one phone or one email address (a family's) get one text or
-        # email for all of them, when they share a language.
-        shared = []
-        for members in shared_addresses.values():
-            if len(members) == 1:
-                plan, planned = members[0]
-                tasks.append(group.create_task(_deliver(request, district, plan, planned, deps)))
+    singles: list[Coroutine[Any, Any, tuple[DeliveryEvent, bool]]] = []
+    for recipient_id in recipient_ids:
+        plan = plans.get(recipient_id)
+        if plan is None:
+            singles.append(_unknown_recipient(request, recipient_id, deps))
+            continue
+        for planned in plan.deliveries:
+            if planned.channel is not Channel.APP and planned.needs_sending:
+                bilingual = planned.channel is Channel.SMS and district.bilingual_shared_texts
+                key = (planned.channel, planned.address, "*" if bilingual else plan.language)
+                shared_addresses.setdefault(key, []).append((plan, planned))
             else:
-                shared.append(group.create_task(_deliver_shared(request, district, members, deps)))
-    results = [task.result() for task in tasks] + [r for task in shared for r in task.result()]
+                singles.append(_deliver(request, district, plan, planned, deps))
+    # Several people on one phone or one email address (a family's) get one text or
+    # email for all of them, when they share a language.
+    groups: list[Coroutine[Any, Any, list[tuple[DeliveryEvent, bool]]]] = []
+    for members in shared_addresses.values():
+        if len(members) == 1:
+            plan, planned = members[0]
+            singles.append(_deliver(request, district, plan, planned, deps))
+        else:
+            groups.append(_deliver_shared(request, district, members, deps))
+    single_results, group_results = await asyncio.gather(
+        _all_settled(singles), _all_settled(groups)
+    )
+    results = single_results + [result for members in group_results for result in members]
     return RequestReport(
         request_id=request.request_id,
         outcomes=tuple(event for event, _ in results),
         repeated=sum(1 for _, repeated in results if repeated),
     )
+
+
+async def _all_settled(work: Sequence[Awaitable[ResultT]]) -> list[ResultT]:
+    """Each result, once all are done; raises the first failure only then."""
+    settled = await asyncio.gather(*work, return_exceptions=True)
+    for outcome in settled:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(list[ResultT], settled)
 
 
 async def with_translations(
@@ -309,6 +329,9 @@ async def _deliver_shared_once(
     results: dict[int, tuple[DeliveryEvent, bool]] = {}
     pending = []
     for index, record in enumerate(records):
+        if (answered := await _record_unrecorded(record, deps)) is not None:
+            results[index] = (answered, False)
+            continue
         claim = await deps.store.claim_delivery(record)
         if _outcome_known(claim, deps):
             results[index] = (await _repeat_known_outcome(claim.record, deps), True)
@@ -339,8 +362,8 @@ async def _deliver_shared_once(
                 message, sms=_bilingual_text(request, district, first_names, languages, deps)
             )
         sent = await _send_counted(message, deps, records[pending[0]])
-        for index in pending:
-            final = event_for(
+        finals = {
+            index: event_for(
                 records[index],
                 sent.status,
                 deps.clock,
@@ -348,6 +371,14 @@ async def _deliver_shared_once(
                 provider=sent.provider,
                 provider_message_id=sent.provider_message_id,
             )
+            for index in pending
+        }
+        # One text answered for everyone on the phone: all their answers are kept before
+        # any is recorded, so a failure midway loses none of them.
+        cost = (message.sms.segments, message.sms.encoding) if message.sms else None
+        for index, final in finals.items():
+            deps.unrecorded[records[index].delivery_id] = UnrecordedOutcome(final, cost)
+        for index, final in finals.items():
             await _record_final(request, records[index], final, message, deps)
             results[index] = (final, False)
     return [results[index] for index in range(len(members))]
@@ -395,9 +426,31 @@ async def _record_final(
         )
     # What the text cost goes in with the outcome: no extra write on the hot path.
     cost = (message.sms.segments, message.sms.encoding) if message.sms else None
-    await deps.store.record_event(final, sms_cost=cost)
-    deps.metrics.delivery_recorded(record.channel, final.status)
-    await deps.events.publish([final])
+    await _record_answer(record, UnrecordedOutcome(final, cost), deps)
+
+
+async def _record_answer(
+    record: DeliveryRecord, outcome: UnrecordedOutcome, deps: DeliveryDependencies
+) -> None:
+    """Records the provider's answer; kept in memory until that worked, so that a retry of
+    the batch after a database outage records it instead of texting the person again."""
+    deps.unrecorded[record.delivery_id] = outcome
+    await deps.store.record_event(outcome.event, sms_cost=outcome.sms_cost)
+    del deps.unrecorded[record.delivery_id]
+    deps.metrics.delivery_recorded(record.channel, outcome.event.status)
+    await deps.events.publish([outcome.event])
+
+
+async def _record_unrecorded(
+    record: DeliveryRecord, deps: DeliveryDependencies
+) -> DeliveryEvent | None:
+    """The answer an earlier try got for this delivery and could not record, now recorded;
+    None when there is none."""
+    earlier = deps.unrecorded.get(record.delivery_id)
+    if earlier is None:
+        return None
+    await _record_answer(record, earlier, deps)
+    return earlier.event
 
 
 async def _deliver_once(
@@ -409,6 +462,8 @@ async def _deliver_once(
     deps: DeliveryDependencies,
 ) -> tuple[DeliveryEvent, bool]:
     record = _record_for(request, district, plan, planned)
+    if (answered := await _record_unrecorded(record, deps)) is not None:
+        return answered, False
     claim = await deps.store.claim_delivery(record)
     if _outcome_known(claim, deps):
         return await _repeat_known_outcome(claim.record, deps), True
