@@ -27,12 +27,17 @@ import math
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
+from tests.fakes.fault_modes import (
+    FaultInjectingApi,
+    FaultPlan,
+    add_fault_arguments,
+    faults_from_arguments,
+)
 from tests.fakes.http_server import (
-    FakeJsonApi,
     ReceivedRequest,
     Reply,
     serve_until_signalled,
@@ -63,8 +68,9 @@ class ScriptedFailure:
     retry_after: float | None = None
 
 
-class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
-    """SendGrid's Mail Send and bounce list APIs, as described above."""
+class FakeSendGrid(FaultInjectingApi[ScriptedFailure]):
+    """SendGrid's Mail Send and bounce list APIs, as described above; ``faults`` (a
+    FaultPlan) adds random 500s, 429s and hangs."""
 
     def __init__(
         self,
@@ -73,6 +79,7 @@ class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
         host: str = "127.0.0.1",
         port: int = 0,
         delay_seconds: float = 0.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         super().__init__(
             name="fake-sendgrid",
@@ -82,6 +89,7 @@ class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
             unavailable=ScriptedFailure(status=503, message="Service Unavailable"),
         )
         self.api_key = api_key
+        self.faults = faults
         self._accepted: list[AcceptedMail] = []
         self._bounces: set[str] = set()
 
@@ -114,12 +122,17 @@ class FakeSendGrid(FakeJsonApi[ScriptedFailure]):
         (before authentication, like trouble in front of the API). For 429, ``retry_after``
         becomes X-RateLimit-Reset (epoch seconds, as SendGrid sends it); otherwise
         Retry-After."""
-        failure = ScriptedFailure(
+        failure = self._failure_for(status, retry_after)
+        if message:
+            failure = replace(failure, message=message)
+        self._fail_next(failure, count)
+
+    def _failure_for(self, status: int, retry_after: float | None) -> ScriptedFailure:
+        return ScriptedFailure(
             status=status,
-            message=message or _STATUS_MESSAGES.get(status, "Error"),
+            message=_STATUS_MESSAGES.get(status, "Error"),
             retry_after=retry_after,
         )
-        self._fail_next(failure, count)
 
     # Called from handler threads.
 
@@ -302,12 +315,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bounce", action="append", default=[], help="an address on the bounce list (repeatable)"
     )
+    add_fault_arguments(parser)
     args = parser.parse_args(argv)
     fake = FakeSendGrid(
         api_key=args.api_key,
         host=args.host,
         port=args.port,
         delay_seconds=args.delay,
+        faults=faults_from_arguments(args),
     )
     for email in args.bounce:
         fake.add_bounce(email)

@@ -19,13 +19,18 @@ import base64
 import math
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from tests.fakes.fault_modes import (
+    FaultInjectingApi,
+    FaultPlan,
+    add_fault_arguments,
+    faults_from_arguments,
+)
 from tests.fakes.http_server import (
-    FakeJsonApi,
     ReceivedRequest,
     Reply,
     serve_until_signalled,
@@ -69,8 +74,9 @@ class ScriptedFailure:
     retry_after: float | None = None
 
 
-class FakeTwilio(FakeJsonApi[ScriptedFailure]):
-    """Twilio's Messages API, as described above."""
+class FakeTwilio(FaultInjectingApi[ScriptedFailure]):
+    """Twilio's Messages API, as described above; ``faults`` (a FaultPlan) adds random
+    500s, 429s and hangs."""
 
     content_type = "application/json; charset=utf-8"
 
@@ -82,6 +88,7 @@ class FakeTwilio(FakeJsonApi[ScriptedFailure]):
         host: str = "127.0.0.1",
         port: int = 0,
         delay_seconds: float = 0.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         super().__init__(
             name="fake-twilio",
@@ -92,6 +99,7 @@ class FakeTwilio(FakeJsonApi[ScriptedFailure]):
         )
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.faults = faults
         self._messages: list[dict[str, Any]] = []
 
     @property
@@ -111,14 +119,17 @@ class FakeTwilio(FakeJsonApi[ScriptedFailure]):
     ) -> None:
         """Answer the next ``count`` requests with this error instead of handling them
         (before authentication, like trouble in front of the API)."""
-        default_code, default_message = _STATUS_ERRORS.get(status, (status, "Error"))
-        failure = ScriptedFailure(
-            status=status,
-            code=code if code is not None else default_code,
-            message=message or default_message,
-            retry_after=retry_after,
+        failure = self._failure_for(status, retry_after)
+        failure = replace(
+            failure,
+            code=code if code is not None else failure.code,
+            message=message or failure.message,
         )
         self._fail_next(failure, count)
+
+    def _failure_for(self, status: int, retry_after: float | None) -> ScriptedFailure:
+        code, message = _STATUS_ERRORS.get(status, (status, "Error"))
+        return ScriptedFailure(status=status, code=code, message=message, retry_after=retry_after)
 
     # Called from handler threads.
 
@@ -241,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = server_arguments("Run a fake Twilio Messages API until killed.")
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    add_fault_arguments(parser)
     args = parser.parse_args(argv)
     serve_until_signalled(
         FakeTwilio(
@@ -249,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             host=args.host,
             port=args.port,
             delay_seconds=args.delay,
+            faults=faults_from_arguments(args),
         )
     )
 
