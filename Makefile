@@ -17,6 +17,7 @@ help:
 	@echo "make docs      regenerate docs/asyncapi.yaml and docs/openapi.json from the code"
 	@echo "make catalogs  extract message ids and update the .po files (Babel)"
 	@echo "make lock      re-lock dependencies into constraints.txt after editing pyproject.toml"
+	@echo "make bench     benchmark the service (bench/README.md, ~10 min); results in bench/results/"
 	@echo "make image-check / deploy-check   lint and prove the Dockerfile / the Helm chart"
 
 # Installed from the lock (constraints.txt): the versions CI and the image use.
@@ -25,6 +26,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt pip
 	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# The benchmark (bench/README.md): the real service on the local broker, SQLite and
+# PostgreSQL, one and two processes, with a py-spy profile. Results in bench/results/ (~10 min).
+.PHONY: bench bench-smoke bench-tools
+bench: $(STAMP) services bench-tools
+	bench/run --db both --replicas 2 --profile
+
+# Seconds-long phases: the benchmark still runs end to end (~90 s); fails only on a lost delivery.
+bench-smoke: $(STAMP) services
+	bench/run --smoke --db both --replicas 2
+
+# py-spy in a virtualenv of its own, never in notifier's.
+BENCH_TOOLS := .local/bench-tools
+bench-tools: $(BENCH_TOOLS)/bin/py-spy
+$(BENCH_TOOLS)/bin/py-spy:
+	$(PYTHON) -m venv $(BENCH_TOOLS)
+	$(BENCH_TOOLS)/bin/pip install --quiet py-spy==0.4.3
 
 # After changing dependencies in pyproject.toml: re-lock, and commit constraints.txt.
 .PHONY: lock image-check deploy-check
@@ -60,8 +78,8 @@ run: $(STAMP) kafka
 	$(BIN)/notifier run
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

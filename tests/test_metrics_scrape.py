@@ -87,6 +87,15 @@ async def test_metrics_after_a_run_with_a_bounce_and_a_failover(story: Story) ->
     assert faststream, "FastStream's own Kafka metrics are exposed too"
     assert MARIA_EMAIL not in exposition, "no addresses in label values"
 
+    # A request with nobody to tell (only its sender) is processed, not a duplicate.
+    await line.send(send_request("msg-to-self", ["staff-rivera"]))
+    while value(found, "notifier_send_requests_total", outcome="processed") < 2:
+        assert time.monotonic() < deadline + WAIT_SECONDS, exposition
+        await asyncio.sleep(0.1)
+        exposition = (await story.http.get("/metrics")).text
+        found = samples(exposition)
+    assert value(found, "notifier_send_requests_total", outcome="duplicate") == 0
+
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (Debian's prometheus package; CI installs it)")

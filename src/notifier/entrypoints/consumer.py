@@ -77,7 +77,13 @@ def register_subscribers(container: Container) -> None:
             await dead_letters.send(record, rejected)
             container.metrics.request_processed("dead_lettered")
             return
-        outcome = "duplicate" if report.repeated == len(report.outcomes) else "processed"
+        # A duplicate repeats deliveries an earlier copy made; a request with nobody to
+        # tell (only its sender among the recipients) is still processed.
+        outcome = (
+            "duplicate"
+            if report.outcomes and report.repeated == len(report.outcomes)
+            else "processed"
+        )
         container.metrics.request_processed(outcome)
 
     async def apply_directory_event(record: ConsumerRecord[Any, Any]) -> None:
