@@ -97,7 +97,7 @@ def configure_logging(level: str, style: Literal["json", "text"]) -> None:
         )
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # aiokafka reports every reconnect attempt at INFO/WARNING, Alembic each plugin it
-    # loads: keep their chatter down.
-    for chatty in ("aiokafka", "alembic.runtime.plugins"):
+    # aiokafka reports every reconnect attempt at INFO/WARNING, Alembic each plugin and
+    # step of a migration: keep their chatter down.
+    for chatty in ("aiokafka", "alembic"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -25,7 +25,9 @@ class SandboxSender:
     async def send(self, message: OutboundMessage) -> ProviderReceipt:
         entry = await self._store.record_sandbox_send(message)
         text = message.sms.body if message.sms else message.email.subject if message.email else ""
-        log.info(
+        # The outbox table keeps what went out; the text itself only at DEBUG (no message
+        # bodies in logs at INFO).
+        log.debug(
             "sandbox %s to %s from %s in %s: %s",
             self._channel,
             message.to,
