@@ -20,10 +20,7 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from notifier.adapters.api_tokens import token_digest
 from notifier.adapters.store import SqlStore
@@ -38,7 +35,7 @@ from notifier.config import (
 from notifier.domain.model import Channel, ContactPoint, ContactStatus, Reason
 from notifier.entrypoints.http import create_app
 from notifier.ports import AuditEntry
-from tests.conftest import postgres_url
+from tests.databases import fresh_database
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
 from tests.fakes.twilio_server import FakeTwilio
@@ -223,7 +220,7 @@ async def api_world(
     """The service with its API, on SQLite (a file in ``tmp_path``) or on a fresh PostgreSQL
     database; ``api`` overrides ApiSettings (the rate limit)."""
     signer = SendGridWebhookSigner()
-    async with _database(tmp_path, database) as url:
+    async with fresh_database(tmp_path, database, "t_api") as url:
 
         def configure(settings: Settings, twilio: FakeTwilio, sendgrid: FakeSendGrid) -> Settings:
             return settings.model_copy(
@@ -250,26 +247,3 @@ async def api_world(
                 transport=httpx.ASGITransport(app=app), base_url=BASE_URL
             ) as http:
                 yield ApiWorld(line, http, signer)
-
-
-@asynccontextmanager
-async def _database(tmp_path: Path, backend: str) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/notifier.db"
-        return
-    server = postgres_url()
-    if server is None:
-        pytest.skip("NOTIFIER_TEST_POSTGRES_URL is not set (make test starts PostgreSQL)")
-    # The service takes a plain URL, so each world gets a database of its own (not a schema).
-    name = f"t_api_{uuid.uuid4().hex[:12]}"
-    server_engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        async with server_engine.connect() as connection:
-            await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with server_engine.connect() as connection:
-                await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await server_engine.dispose()

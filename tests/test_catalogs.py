@@ -9,6 +9,7 @@ from __future__ import annotations
 import gettext
 import string
 from collections import Counter
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -295,3 +296,20 @@ def test_regional_and_alternative_tags_find_their_catalog(tag: str, catalog: str
     label = "For {first_name}: "
     assert catalogs.wording(tag).gettext(label) == catalogs.wording(catalog).gettext(label)
     assert catalogs.wording(tag).gettext(label) != label
+
+
+@pytest.mark.parametrize(
+    ("zone", "moment"),
+    [
+        ("../../etc/passwd", datetime(2026, 11, 28, 15, tzinfo=UTC)),
+        ("Pacific/Kiritimati", datetime(9999, 12, 31, 23, 0, tzinfo=UTC)),
+        ("Etc/GMT+12", datetime(1, 1, 1, 1, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_time_that_cannot_be_shown_in_the_zone_is_shown_in_utc(
+    zone: str, moment: datetime
+) -> None:
+    # A district stored before zones were validated, or a moment at the calendar's ends.
+    shown = GettextCatalogs().format_datetime("en", moment, zone)
+
+    assert shown == GettextCatalogs().format_datetime("en", moment, "UTC")

@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from notifier.adapters import tables as t
 from notifier.adapters.migrations import alembic_config, migrate
@@ -112,6 +113,42 @@ async def test_migrations_create_the_schema_the_tables_declare(store: SqlStore) 
 
     async with store.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
+
+
+async def test_text_postgresql_cannot_hold_is_refused_as_the_inputs_fault(
+    store: SqlStore,
+) -> None:
+    # PostgreSQL can't take U+0000 in text (SQLite can): the input's fault, not an outage.
+    async with store.engine.connect() as connection:
+        try:
+            await connection.execute(sa.text("SELECT CAST(:text AS TEXT)"), {"text": "a\x00b"})
+        except sa.exc.DBAPIError as error:
+            refused: sa.exc.DBAPIError | None = error
+        else:
+            refused = None
+
+    if store.engine.dialect.name == "postgresql":
+        assert refused is not None
+        assert store.refuses_data(refused)
+    else:
+        assert refused is None
+
+
+async def test_an_unreachable_database_is_not_a_refused_value(store: SqlStore) -> None:
+    unreachable = create_async_engine(
+        store.engine.url.set(host="127.0.0.1", port=9, database="gone")
+        if store.engine.dialect.name == "postgresql"
+        else "sqlite+aiosqlite:////nonexistent/dir/notifier.db"
+    )
+    try:
+        with pytest.raises((sa.exc.DBAPIError, OSError)) as down:
+            async with unreachable.connect():
+                pass
+    finally:
+        await unreachable.dispose()
+
+    assert not store.refuses_data(down.value)
+    assert not store.refuses_data(ConnectionRefusedError())
 
 
 # -- districts -----------------------------------------------------------------------------

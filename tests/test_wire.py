@@ -177,6 +177,51 @@ def test_send_request_timestamp_without_an_offset_is_rejected() -> None:
         SendRequestWire.model_validate(send_request_payload(created_at="2026-11-28T15:00:00"))
 
 
+@pytest.mark.parametrize("created_at", [1764342000, "1764342000", 1764342000.5, "2026-11-28"])
+def test_send_request_timestamp_that_is_not_an_rfc3339_string_is_rejected(
+    created_at: object,
+) -> None:
+    with pytest.raises(ValidationError, match="RFC 3339"):
+        SendRequestWire.model_validate(send_request_payload(created_at=created_at))
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-01:00",
+        "9000-01-01T00:00:00Z",
+    ],
+)
+def test_send_request_timestamp_outside_1970_to_9000_is_rejected(created_at: str) -> None:
+    with pytest.raises(ValidationError, match="created_at"):
+        SendRequestWire.model_validate(send_request_payload(created_at=created_at))
+
+
+def test_send_request_timestamp_with_nanoseconds_is_accepted() -> None:
+    request = SendRequestWire.model_validate(
+        send_request_payload(created_at="2026-11-28T15:00:00.123456789Z")
+    )
+
+    assert request.created_at.replace(microsecond=0) == datetime(2026, 11, 28, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"body": "Field trip\x00"},
+        {"conversation_id": "conv\x00"},
+        {"translations": {"es": "hola\x00"}},
+        {"sender": {"id": "staff-3", "display_name": "Ms.\x00Rivera", "role": "staff"}},
+        {"recipients": [{"id": "guardian\x00"}]},
+    ],
+)
+def test_send_request_with_a_nul_character_anywhere_is_rejected(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="NUL"):
+        SendRequestWire.model_validate(send_request_payload(**overrides))
+
+
 def test_send_request_without_recipients_is_rejected() -> None:
     with pytest.raises(ValidationError, match="recipients"):
         SendRequestWire.model_validate(send_request_payload(recipients=[]))
@@ -308,6 +353,25 @@ def test_district_reply_domain_is_optional_and_lower_cased() -> None:
 def test_district_reply_domain_must_be_a_domain(domain: str) -> None:
     with pytest.raises(ValidationError, match="reply_domain"):
         DistrictWire.model_validate({**DISTRICT_EXAMPLE, "reply_domain": domain})
+
+
+@pytest.mark.parametrize("zone", ["../../etc/passwd", "Mars/Olympus_Mons", "", "a" * 65])
+def test_district_timezone_must_be_an_iana_zone(zone: str) -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        DistrictWire.model_validate(DISTRICT_EXAMPLE | {"timezone": zone})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sms_sender", "+1555" + "5" * 61),
+        ("email_from", {"email": "a" * 310 + "@example.org"}),
+        ("email_from", {"email": "no-reply@springfield.example", "name": "n" * 201}),
+    ],
+)
+def test_district_values_longer_than_their_columns_are_rejected(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match=field):
+        DistrictWire.model_validate(DISTRICT_EXAMPLE | {field: value})
 
 
 def test_district_default_channel_may_not_be_the_app() -> None:

@@ -268,6 +268,12 @@ class Claim:
 class Store(Protocol):
     """The directory read model and the delivery ledger."""
 
+    def refuses_data(self, error: BaseException) -> bool:
+        """True when ``error`` is the database refusing a value of this input (text holding
+        U+0000 on PostgreSQL, a string longer than its column): retrying can't help, unlike
+        an outage, so the input is refused instead."""
+        ...
+
     async def district(self, district_id: str) -> District | None: ...
 
     async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]: ...

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from notifier.domain.model import (
     Attachment,
@@ -42,10 +51,34 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 
 
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+# Far enough either side of any real send or directory change, and far enough from datetime's
+# own ends that shifting a moment into any time zone, or adding a failover delay, can't
+# overflow.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _rfc3339_text(value: object) -> object:
+    # pydantic would also read a number as seconds since the epoch, and ISO 8601 forms
+    # RFC 3339 doesn't allow; the contract's timestamps are RFC 3339 strings.
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("timestamp must be an RFC 3339 string, e.g. 2026-09-01T14:03:00Z")
+    return value
+
+
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
-    return value.astimezone(UTC)
+    try:
+        moment = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if not _EARLIEST <= moment < _LATEST:
+        raise ValueError("timestamp must be between 1970 and 9000")
+    return moment
 
 
 def _e164(value: str | None) -> str | None:
@@ -60,19 +93,47 @@ def _email(value: str | None) -> str | None:
     return value
 
 
-UtcTimestamp = Annotated[datetime, AfterValidator(_utc)]
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("timezone must be an IANA time zone name, e.g. America/Chicago") from None
+    return value
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL can't store U+0000 in text, and no name, id or message needs it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters (U+0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list | tuple | frozenset | set):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
+UtcTimestamp = Annotated[datetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
+TimeZone = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_time_zone)
+]
 Phone = Annotated[str | None, AfterValidator(_e164)]
-Email = Annotated[str | None, AfterValidator(_email)]
+Email = Annotated[Annotated[str, StringConstraints(max_length=320)] | None, AfterValidator(_email)]
 
 
 class _Inbound(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
+    _no_nul_anywhere = field_validator("*", mode="after")(_no_nul)
+
 
 class SenderWire(_Inbound):
     id: Id
     display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    role: str
+    role: Annotated[str, StringConstraints(max_length=64)]
 
 
 class AttachmentWire(_Inbound):
@@ -100,7 +161,9 @@ class SendRequestWire(_Inbound):
     sender: SenderWire
     body: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
     language: LanguageTag
-    translations: dict[LanguageTag, str] = Field(default_factory=dict)
+    translations: dict[
+        LanguageTag, Annotated[str, StringConstraints(min_length=1, max_length=20000)]
+    ] = Field(default_factory=dict, max_length=50)
     attachments: list[AttachmentWire] = Field(default_factory=list, max_length=20)
     # The contract's hard cap; a district's own (lower) cap is checked against the directory.
     recipients: list[RecipientRef] = Field(min_length=1, max_length=50)
@@ -159,8 +222,8 @@ class RecipientWire(_Inbound):
 
 
 class EmailFromWire(_Inbound):
-    email: Annotated[str, AfterValidator(_email)]
-    name: str | None = None
+    email: Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
 class DistrictWire(_Inbound):
@@ -173,11 +236,12 @@ class DistrictWire(_Inbound):
     # Guardians get SMS unless the district says otherwise, as the help pages promise.
     role_channels: dict[Role, Channel] = Field(default_factory=lambda: {Role.GUARDIAN: Channel.SMS})
     default_language: LanguageTag = "en"
-    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"])
+    languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], max_length=50)
     sms_label: bool = True
     max_recipients: int = Field(15, ge=1, le=50)
-    timezone: str = "UTC"
-    sms_sender: str | None = None
+    timezone: TimeZone = "UTC"
+    # A number in E.164, an alphanumeric sender id or a Messaging Service SID.
+    sms_sender: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     email_from: EmailFromWire | None = None
     sms_max_segments: int = Field(
         3,

@@ -569,11 +569,15 @@ class ScenarioRow:
     dead_lettered: int = 0
     died: int = 0
     notes: list[str] = field(default_factory=list)
+    problems: int = 0
+    bad_input: bool = False
+    """A fuzz row: its input is meant to be dead-lettered (every bad message, exactly)."""
 
     @property
     def result(self) -> str:
-        bad = self.lost or self.queued or self.duplicates_outside_window
-        return "FAIL" if bad or self.dead_lettered or self.died else "ok"
+        bad = self.lost or self.queued or self.duplicates_outside_window or self.problems
+        unexpected_dead_letters = self.dead_lettered and not self.bad_input
+        return "FAIL" if bad or unexpected_dead_letters or self.died else "ok"
 
 
 class FaultSummary:
@@ -612,6 +616,28 @@ class FaultSummary:
         row.died += len(verdict.died)
         if note:
             row.notes.append(note)
+
+    def record_fuzz(
+        self,
+        scenario: str,
+        *,
+        messages: int,
+        dead_lettered: int,
+        good_deliveries: int,
+        lost: int,
+        duplicates: int,
+        problems: int,
+        note: str,
+    ) -> None:
+        """One fuzz run: ``messages`` fuzzed, good requests' deliveries after them."""
+        row = self.rows.setdefault(scenario, ScenarioRow(scenario, bad_input=True))
+        row.runs += 1
+        row.deliveries += good_deliveries
+        row.lost += lost
+        row.duplicates_outside_window += duplicates
+        row.dead_lettered += dead_lettered
+        row.problems += problems
+        row.notes.append(note)
 
     def markdown(self) -> str:
         lines = [

@@ -62,15 +62,20 @@ class GettextCatalogs:
         return format_list(list(names), locale=_locale_for(language))
 
     def format_datetime(self, language: str, moment: datetime, timezone: str) -> str:
+        # A district stored before its time zone was validated may name none (or a path);
+        # a moment at the very end of the calendar can't be shifted into every zone. Either
+        # way the time is still worth telling, in UTC.
         try:
             zone = get_timezone(timezone)
-        except LookupError:
+            local = moment.astimezone(zone)
+        except (LookupError, ValueError, OverflowError):
             zone = get_timezone("UTC")
+            local = moment.astimezone(zone)
         locale = _locale_for(language)
         # The locale's own way of joining a date and a time ("{1}, {0}", "{0} {1}", ...);
         # a medium date with a short time (no seconds).
-        day = format_date(moment.astimezone(zone), "medium", locale=locale)
-        hour = format_time(moment, "short", tzinfo=zone, locale=locale)
+        day = format_date(local, "medium", locale=locale)
+        hour = format_time(local, "short", tzinfo=zone, locale=locale)
         return str(locale.datetime_formats["medium"]).format(hour, day)
 
 

@@ -412,13 +412,17 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_LAST_SECOND = 253_402_300_799
+"""9999-12-31T23:59:59Z: a later Unix time is no date at all (datetime can't hold it)."""
+
+
 def _timestamp(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= _LAST_SECOND:
+        return value
     return None
 
 

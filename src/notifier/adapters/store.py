@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -78,6 +79,16 @@ class SqlStore:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    def refuses_data(self, error: BaseException) -> bool:
+        if isinstance(error, sa_exc.DataError):
+            return True
+        if isinstance(error, sa_exc.DBAPIError) and not error.connection_invalidated:
+            # asyncpg's data exceptions (SQLSTATE class 22) reach SQLAlchemy as its generic
+            # Error; class 22 is always about a value, never about the server or the link.
+            sqlstate = getattr(error.orig, "sqlstate", None)
+            return isinstance(sqlstate, str) and sqlstate.startswith("22")
+        return False
 
     async def _first(self, statement: sa.Select[Any]) -> sa.Row[Any] | None:
         """The first row of a read, on a connection of its own."""

@@ -12,6 +12,9 @@ class RejectionCode(StrEnum):
     SCHEMA_ERROR = "schema_error"
     TOO_MANY_RECIPIENTS = "too_many_recipients"
     UNKNOWN_DISTRICT = "unknown_district"
+    UNPROCESSABLE = "unprocessable"
+    """Valid by the schema, yet processing it failed in a way retrying can't fix (a value
+    the database refuses, a date no calendar arithmetic survives)."""
 
 
 class RequestRejected(Exception):

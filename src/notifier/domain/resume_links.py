@@ -29,7 +29,8 @@ def read_token(token: str, secret: bytes, now: datetime) -> str:
         signature = _unb64(encoded_signature)
         expiry_hex, address = payload.decode().split(":", 1)
         expires_at = datetime.fromtimestamp(int(expiry_hex, 16), UTC)
-    except (ValueError, UnicodeDecodeError) as error:
+    # An expiry past the calendar's end overflows; on some platforms it is an OSError.
+    except (ValueError, UnicodeDecodeError, OverflowError, OSError) as error:
         raise InvalidResumeToken("malformed link") from error
     if not hmac.compare_digest(signature, _sign(payload, secret)):
         raise InvalidResumeToken("the link's signature does not match")

@@ -28,7 +28,8 @@ from notifier.rate_limit import RateLimited
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+# Bounded so a huge number is a 422, not an overflow in the database's OFFSET.
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip")]
 
 
 class ResettableChannel(StrEnum):

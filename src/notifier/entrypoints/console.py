@@ -48,7 +48,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from notifier.bootstrap import Container
 from notifier.domain.explanations import channel_word, local_time, reason_words
 from notifier.domain.model import Channel, ContactStatus, Recipient
-from notifier.entrypoints.api import ResettableChannel, valid_address
+from notifier.entrypoints.api import Offset, ResettableChannel, valid_address
 from notifier.entrypoints.auth import SUPPORT, principal_for
 from notifier.handlers.contact_points import (
     Actor,
@@ -310,6 +310,15 @@ def console_router() -> APIRouter:
                         "That didn't work",
                         "Some of what was sent is not valid; go back and check the form.",
                     )
+                except Exception as error:
+                    if not request.app.state.container.store.refuses_data(error):
+                        raise
+                    return error_page(
+                        request,
+                        status.HTTP_400_BAD_REQUEST,
+                        "That didn't work",
+                        "Some of what was sent can't be stored; go back and check the form.",
+                    )
 
             return handle
 
@@ -479,7 +488,7 @@ def console_router() -> APIRouter:
         request: Request,
         session: SignedIn,
         recipient_id: Annotated[str, Path(max_length=128)],
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> Response:
         notice = _read_notice(request.cookies.get(NOTICE_COOKIE), session.token)
         response = await person_page(request, session, recipient_id, offset=offset, notice=notice)
@@ -617,7 +626,7 @@ def console_router() -> APIRouter:
     async def audit(
         request: Request,
         session: SignedIn,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
         address: Annotated[str, Query(max_length=QUERY_MAX)] = "",
     ) -> Response:
         address = address.strip()

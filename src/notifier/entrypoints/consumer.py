@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
@@ -39,7 +40,7 @@ from notifier.handlers import (
 from notifier.handlers.directory import apply_conversation_state, remove_conversation_state
 from notifier.handlers.follow_up import deliver_and_fail_over, fail_over_overdue
 from notifier.logs import logging_context
-from notifier.ports import Metrics
+from notifier.ports import Metrics, Store
 from notifier.wire import ConversationStateWire, DistrictWire, RecipientWire, SendRequestWire
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ def register_subscribers(container: Container) -> None:
     async def deliver_one(record: ConsumerRecord[Any, Any]) -> None:
         try:
             request = _parse(SendRequestWire, record).to_domain()
-            with logging_context(
-                message_id=request.message_id, conversation_id=request.conversation_id
+            with (
+                logging_context(
+                    message_id=request.message_id, conversation_id=request.conversation_id
+                ),
+                _refusing_bad_data(container.store),
             ):
                 report = await deliver_and_fail_over(request, container.follow_up)
         except RequestRejected as rejected:
@@ -99,18 +103,27 @@ def register_subscribers(container: Container) -> None:
                 "district": remove_district,
                 "conversation_state": remove_conversation_state,
             }[kind]
-            removed = await remove(_key(record), store)
+            try:
+                key = _key(record)
+                with _refusing_bad_data(store):
+                    removed = await remove(key, store)
+            except RequestRejected as rejected:
+                await dead_letters.send(record, rejected)
+                container.metrics.directory_event(kind, "dead_lettered")
+                return
             container.metrics.directory_event(kind, "deleted" if removed else "ignored")
             return
         try:
-            if kind == "recipient":
-                applied = await apply_recipient(_parse(RecipientWire, record).to_domain(), store)
-            elif kind == "conversation_state":
-                state = _parse(ConversationStateWire, record).to_domain()
-                applied = await apply_conversation_state(state, store)
-            else:
-                await apply_district(_parse(DistrictWire, record).to_domain(), store)
-                applied = True
+            with _refusing_bad_data(store):
+                if kind == "recipient":
+                    recipient = _parse(RecipientWire, record).to_domain()
+                    applied = await apply_recipient(recipient, store)
+                elif kind == "conversation_state":
+                    state = _parse(ConversationStateWire, record).to_domain()
+                    applied = await apply_conversation_state(state, store)
+                else:
+                    await apply_district(_parse(DistrictWire, record).to_domain(), store)
+                    applied = True
         except RequestRejected as rejected:
             await dead_letters.send(record, rejected)
             container.metrics.directory_event(kind, "dead_lettered")
@@ -206,7 +219,39 @@ async def _no_decoding(message: Any) -> None:
 
 def _key(record: ConsumerRecord[Any, Any]) -> str:
     key = record.key
-    return key.decode() if isinstance(key, bytes) else str(key)
+    if key is None:
+        raise RequestRejected(RejectionCode.SCHEMA_ERROR, "A tombstone needs the key it deletes.")
+    try:
+        text = key.decode() if isinstance(key, bytes) else str(key)
+    except UnicodeDecodeError:
+        raise RequestRejected(RejectionCode.SCHEMA_ERROR, "The key is not UTF-8 text.") from None
+    if not 1 <= len(text) <= 128 or "\x00" in text:
+        raise RequestRejected(
+            RejectionCode.SCHEMA_ERROR, "The key must be an id of 1-128 characters without NUL."
+        )
+    return text
+
+
+_DATA_ERRORS = (ValueError, ArithmeticError, LookupError, TypeError)
+"""What a message's own values raise deep in processing (an overflowing date, a code no table
+knows); never what an unavailable database or broker raises."""
+
+
+@contextmanager
+def _refusing_bad_data(store: Store) -> Iterator[None]:
+    """Turns a failure this message's own data caused into a rejection to dead-letter, so
+    one message can't stop the partition. Anything else propagates and the batch is retried:
+    an outage must not dead-letter good messages."""
+    try:
+        yield
+    except RequestRejected:
+        raise
+    except Exception as error:
+        if not (isinstance(error, _DATA_ERRORS) or store.refuses_data(error)):
+            raise
+        log.error("message unprocessable: %s", error, exc_info=error)
+        detail = f"{type(error).__name__}: {error}"[:1000]
+        raise RequestRejected(RejectionCode.UNPROCESSABLE, detail) from error
 
 
 def _parse(model: type[ModelT], record: ConsumerRecord[Any, Any]) -> ModelT:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from notifier.bootstrap import create_broker
 from notifier.config import Settings
+from notifier.domain.errors import RejectionCode
 from notifier.entrypoints.consumer import input_subscriber
 from notifier.entrypoints.http import create_app
 from notifier.wire import (
@@ -60,8 +61,9 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         kafka.dead_letter_topic,
         title="dead-letter",
         description="The original bytes of unprocessable input, keyed as it was, with headers "
-        "x-notifier-error (invalid_json, schema_error, too_many_recipients, unknown_district), "
-        "x-notifier-detail, x-notifier-source-topic, -partition and -offset.",
+        "x-notifier-error (one of: "
+        + ", ".join(code.value for code in RejectionCode)
+        + "), x-notifier-detail, x-notifier-source-topic, -partition and -offset.",
     )
     document: dict[str, Any] = (
         AsyncAPI(broker, title="notifier", version=VERSION, description=DESCRIPTION)

@@ -12,10 +12,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
@@ -80,6 +81,16 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
         token = current_request_id.set(request_id)
         try:
             response = await call_next(request)
+        except Exception as error:
+            container: Container | None = getattr(request.app.state, "container", None)
+            if container is None or not container.store.refuses_data(error):
+                raise
+            # The database refused a value of this request (U+0000 in text on PostgreSQL):
+            # the sender's input is at fault, and retrying it would not help.
+            response = JSONResponse(
+                {"error": "invalid", "detail": "The request holds text that can't be stored."},
+                status_code=400,
+            )
         finally:
             current_request_id.reset(token)
         response.headers[REQUEST_ID_HEADER] = request_id
@@ -95,8 +106,10 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
         ),
     )
 
-    @app.exception_handler(HTTPException)
-    async def json_error(request: Request, error: HTTPException) -> JSONResponse:
+    # Starlette's own class, so the framework's refusals (no such path, wrong method) have
+    # the same shape as ours.
+    @app.exception_handler(StarletteHTTPException)
+    async def json_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         # One error shape for every 4xx: {"error": ..., "detail": ...}.
         return JSONResponse(
             {"error": _ERROR_NAMES.get(error.status_code, "error"), "detail": error.detail},
