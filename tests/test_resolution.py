@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
 import pytest
 
 from notifier.domain.admission import admit
@@ -428,3 +431,27 @@ def test_someone_who_muted_the_conversation_gets_the_inbox_copy_only() -> None:
     assert not sms.needs_sending
     assert inbox.channel is Channel.APP
     assert inbox.needs_sending
+
+
+@pytest.mark.parametrize(
+    ("made", "name"),
+    [
+        (
+            lambda: delivery_id_for("msg-1042", "guardian-9", Channel.SMS),
+            "delivery\x1fmsg-1042\x1fguardian-9\x1fsms",
+        ),
+        (
+            lambda: event_id_for("0f5c6a52-7a0e-4b5e-9d1f-6f3c2a1b9e77", DeliveryStatus.SENT),
+            "event\x1f0f5c6a52-7a0e-4b5e-9d1f-6f3c2a1b9e77\x1fsent",
+        ),
+        (
+            lambda: delivery_id_for("é表🎉", "👨‍👩‍👧", Channel.EMAIL),
+            "delivery\x1fé表🎉\x1f👨‍👩‍👧\x1femail",
+        ),
+    ],
+)
+def test_ids_are_the_uuid5_they_always_were(made: Callable[[], str], name: str) -> None:
+    # Stored deliveries are found again by these ids: they must never change.
+    namespace = uuid.UUID("6f1d3c1e-4f2b-5a7e-9c0d-2b8e1f4a7c55")
+
+    assert made() == str(uuid.uuid5(namespace, name))

@@ -503,6 +503,42 @@ async def test_concurrent_claims_of_one_delivery_let_exactly_one_through(
     assert len(await store.deliveries_of_message("msg-1042")) == 1
 
 
+async def test_concurrent_claims_and_outcomes_of_many_deliveries_are_each_kept(
+    store: SqlStore,
+) -> None:
+    # Written concurrently, they share transactions (group commit); each must still land
+    # as if written alone.
+    records = [delivery_record(recipient_id=f"guardian-{n}") for n in range(12)]
+    claims = await asyncio.gather(*(store.claim_delivery(r) for r in records))
+    sent_at = datetime(2026, 11, 28, 15, 0, 1, tzinfo=UTC)
+    outcomes = [
+        event_for(r, DeliveryStatus.SENT, occurred_at=sent_at, provider_message_id=f"SM{n}")
+        if n % 3
+        else event_for(r, DeliveryStatus.FAILED, occurred_at=sent_at, reason=Reason.INVALID_ADDRESS)
+        for n, r in enumerate(records)
+    ]
+    await asyncio.gather(*(store.record_event(event) for event in outcomes))
+    # A provider's report names no provider message of its own: what the send kept stays.
+    reports = [
+        event_for(r, DeliveryStatus.DELIVERED, occurred_at=T0, provider_message_id=None)
+        for r in records[1:3]
+    ]
+    await asyncio.gather(*(store.record_event(event) for event in reports))
+
+    stored = {d.recipient_id: d for d in await store.deliveries_of_message("msg-1042")}
+    assert all(claim.is_new for claim in claims)
+    assert [(stored[f"guardian-{n}"].status, stored[f"guardian-{n}"].reason) for n in range(4)] == [
+        (DeliveryStatus.FAILED, Reason.INVALID_ADDRESS),
+        (DeliveryStatus.DELIVERED, None),
+        (DeliveryStatus.DELIVERED, None),
+        (DeliveryStatus.FAILED, Reason.INVALID_ADDRESS),
+    ]
+    assert stored["guardian-1"].provider_message_id == "SM1"
+    assert stored["guardian-1"].sent_at == sent_at
+    assert stored["guardian-0"].sent_at is None
+    assert stored["guardian-5"].status is DeliveryStatus.SENT
+
+
 async def test_same_message_and_recipient_on_another_channel_is_a_separate_delivery(
     store: SqlStore,
 ) -> None:

@@ -8,8 +8,10 @@ address or district ids.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from notifier.domain.model import Channel, ContactStatus, DeliveryStatus, Reason
 
@@ -20,6 +22,7 @@ PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class PrometheusMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.send_requests = Counter(
             "notifier_send_requests_total",
             "Send requests taken from Kafka, by outcome.",
@@ -135,58 +138,67 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: ``labels`` takes a lock and checks its
+        arguments on every call, a cost paid several times per delivery."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def request_processed(self, outcome: str) -> None:
-        self.send_requests.labels(outcome).inc()
+        self._child(self.send_requests, outcome).inc()
 
     def delivery_recorded(self, channel: Channel, status: DeliveryStatus) -> None:
-        self.deliveries.labels(channel.value, status.value).inc()
+        self._child(self.deliveries, channel.value, status.value).inc()
 
     def provider_request(self, provider: str, outcome: str, seconds: float) -> None:
-        self.provider_seconds.labels(provider, outcome).observe(seconds)
+        self._child(self.provider_seconds, provider, outcome).observe(seconds)
 
     def delivery_latency(self, channel: Channel, seconds: float) -> None:
-        self.latency.labels(channel.value).observe(max(seconds, 0.0))
+        self._child(self.latency, channel.value).observe(max(seconds, 0.0))
 
     def duplicate_suppressed(self, channel: Channel) -> None:
-        self.duplicates.labels(channel.value).inc()
+        self._child(self.duplicates, channel.value).inc()
 
     def directory_event(self, kind: str, outcome: str) -> None:
-        self.directory_events.labels(kind, outcome).inc()
+        self._child(self.directory_events, kind, outcome).inc()
 
     def failover(self, from_channel: Channel, to_channel: Channel, reason: Reason | None) -> None:
-        self.failovers.labels(from_channel.value, to_channel.value, _reason(reason)).inc()
+        self._child(self.failovers, from_channel.value, to_channel.value, _reason(reason)).inc()
 
     def bounce(self, channel: Channel, reason: Reason | None) -> None:
-        self.bounces.labels(channel.value, _reason(reason)).inc()
+        self._child(self.bounces, channel.value, _reason(reason)).inc()
 
     def translation(self, provider: str, outcome: str) -> None:
-        self.translations.labels(provider, outcome).inc()
+        self._child(self.translations, provider, outcome).inc()
 
     def sms_sent(self, encoding: str, segments: int) -> None:
-        self.sms_segments.labels(encoding).inc(segments)
+        self._child(self.sms_segments, encoding).inc(segments)
 
     def status_reset(self, channel: Channel, actor: str) -> None:
-        self.resets.labels(channel.value, actor).inc()
+        self._child(self.resets, channel.value, actor).inc()
 
     def webhook_reports(self, provider: str, outcome: str, count: int) -> None:
-        self.webhooks.labels(provider, outcome).inc(count)
+        self._child(self.webhooks, provider, outcome).inc(count)
 
     def unknown_outcome(self, channel: Channel) -> None:
-        self.unknown_outcomes.labels(channel.value).inc()
+        self._child(self.unknown_outcomes, channel.value).inc()
 
     def retry(self, provider: str) -> None:
-        self.retries.labels(provider).inc()
+        self._child(self.retries, provider).inc()
 
     def circuit_changed(self, provider: str, *, is_open: bool) -> None:
-        self.circuit_open.labels(provider).set(1 if is_open else 0)
+        self._child(self.circuit_open, provider).set(1 if is_open else 0)
 
     def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
-        self.lag.labels(topic, str(partition)).set(lag)
+        self._child(self.lag, topic, str(partition)).set(lag)
 
     def contact_points(self, counts: Mapping[tuple[Channel, ContactStatus], int]) -> None:
         for channel in (Channel.SMS, Channel.EMAIL):
             for status in ContactStatus:
-                self.contact_point_gauge.labels(channel.value, status.value).set(
+                self._child(self.contact_point_gauge, channel.value, status.value).set(
                     counts.get((channel, status), 0)
                 )
 

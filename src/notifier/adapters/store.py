@@ -5,7 +5,7 @@ in production. Every method is one short transaction; none stays open across a p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,10 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from notifier.adapters import tables as t
+from notifier.adapters.group_commit import GroupCommit
 from notifier.domain.identity import event_id_for
 from notifier.domain.model import (
     Attachment,
@@ -75,10 +76,27 @@ class SqlStore:
         self._clock = clock
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # Built once: SQLAlchemy then finds each compiled statement in its cache at once.
+        self._claim_statement = (
+            self._insert(t.deliveries)
+            .on_conflict_do_nothing()
+            .returning(t.deliveries.c.delivery_id)
+        )
+        self._outcome_statement = self._outcome_update()
+        self._event_history_statement = self._insert(t.delivery_events).on_conflict_do_nothing()
+        # The delivery path's writes, each joined with its concurrent peers into one
+        # transaction (see group_commit.py).
+        self._claims = GroupCommit(self._claim_many, isolates=self._isolates)
+        self._outcomes = GroupCommit(self._record_many, isolates=self._isolates)
+        self._inbox_copies = GroupCommit(self._write_inbox_many, isolates=self._isolates)
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    def _isolates(self, error: BaseException) -> bool:
+        # One item's value, or one item racing a write elsewhere: worth trying each alone.
+        return self.refuses_data(error) or isinstance(error, sa_exc.IntegrityError)
 
     def refuses_data(self, error: BaseException) -> bool:
         if isinstance(error, sa_exc.DataError):
@@ -295,83 +313,135 @@ class SqlStore:
     # -- delivery ledger -------------------------------------------------------------------
 
     async def claim_delivery(self, record: DeliveryRecord) -> Claim:
+        return await self._claims.write(record)
+
+    async def _claim_many(self, records: Sequence[DeliveryRecord]) -> list[Claim]:
         now = self._clock.now()
-        values = _delivery_values(record) | {"created_at": now, "updated_at": now}
-        statement = (
-            self._insert(t.deliveries)
-            .values(values)
-            # No conflict target: the id is derived from (message, recipient, channel), so a
-            # racing copy may trip the primary key rather than the unique triple first.
-            .on_conflict_do_nothing()
-            .returning(t.deliveries.c.delivery_id)
-        )
+        # A delivery twice in one batch (never from one process's concurrent work, which
+        # waits for the first copy) is claimed by its first copy and found by the second,
+        # as two transactions one after the other would do.
+        first_index = {r.delivery_id: i for i, r in reversed(list(enumerate(records)))}
+        first_copy = [first_index[r.delivery_id] == i for i, r in enumerate(records)]
+        fresh = [r for r, first in zip(records, first_copy, strict=True) if first]
+        rows = [_delivery_values(r) | {"created_at": now, "updated_at": now} for r in fresh]
         async with self._engine.begin() as connection:
-            inserted = (await connection.execute(statement)).first() is not None
-            if inserted:
+            result = await connection.execute(self._claim_statement, rows)
+            inserted = set(result.scalars())
+            is_new = [
+                first and r.delivery_id in inserted
+                for r, first in zip(records, first_copy, strict=True)
+            ]
+            claimed = [r for r, new in zip(records, is_new, strict=True) if new]
+            if claimed:
                 await connection.execute(
-                    sa.insert(t.delivery_events).values(
-                        event_id=event_id_for(record.delivery_id, record.status),
-                        delivery_id=record.delivery_id,
-                        status=record.status.value,
-                        reason=record.reason.value if record.reason else None,
-                        occurred_at=now,
-                    )
+                    sa.insert(t.delivery_events),
+                    [
+                        {
+                            "event_id": event_id_for(r.delivery_id, r.status),
+                            "delivery_id": r.delivery_id,
+                            "status": r.status.value,
+                            "reason": r.reason.value if r.reason else None,
+                            "occurred_at": now,
+                        }
+                        for r in claimed
+                    ],
                 )
-                return Claim(record=record, is_new=True)
-            same_delivery = (
-                t.deliveries.c.message_id == record.message_id,
-                t.deliveries.c.recipient_id == record.recipient_id,
-                t.deliveries.c.channel == record.channel.value,
-            )
-            # Still queued: the attempt that claimed it never recorded an outcome. Counted,
-            # so a send that may be a duplicate is known as such.
-            await connection.execute(
-                sa.update(t.deliveries)
-                .where(*same_delivery, t.deliveries.c.status == DeliveryStatus.QUEUED.value)
-                .values(attempts=t.deliveries.c.attempts + 1)
-            )
-            existing = (
-                await connection.execute(sa.select(t.deliveries).where(*same_delivery))
-            ).one()
-        return Claim(record=_delivery_from_row(existing._mapping), is_new=False)
+            earlier = [_triple(r) for r, new in zip(records, is_new, strict=True) if not new]
+            found = await self._count_attempt(connection, earlier) if earlier else {}
+        return [
+            Claim(record=r, is_new=True) if new else Claim(record=found[_triple(r)], is_new=False)
+            for r, new in zip(records, is_new, strict=True)
+        ]
+
+    async def _count_attempt(
+        self, connection: AsyncConnection, triples: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], DeliveryRecord]:
+        """The deliveries claimed before, by (message, recipient, channel). No conflict
+        target when claiming: the id is derived from the triple, so a racing copy may trip
+        the primary key rather than the unique triple first; what was there is found by the
+        triple. One still queued was claimed by an attempt that never recorded an outcome:
+        it is counted, so a send that may be a duplicate is known as such."""
+        c = t.deliveries.c
+        same_delivery = sa.tuple_(c.message_id, c.recipient_id, c.channel).in_(triples)
+        await connection.execute(
+            sa.update(t.deliveries)
+            .where(same_delivery, c.status == DeliveryStatus.QUEUED.value)
+            .values(attempts=c.attempts + 1)
+        )
+        rows = await connection.execute(sa.select(t.deliveries).where(same_delivery))
+        found = (_delivery_from_row(row._mapping) for row in rows)
+        return {_triple(record): record for record in found}
 
     async def record_event(
         self, event: DeliveryEvent, *, sms_cost: tuple[int, str] | None = None
     ) -> None:
-        changes: dict[str, Any] = {
-            "status": event.status.value,
-            "reason": event.reason.value if event.reason else None,
-            "updated_at": event.occurred_at,
-        }
-        # A report from the provider (delivered, bounced) names no provider of its own to
-        # overwrite what the send recorded.
-        if event.provider is not None:
-            changes["provider"] = event.provider
-        if event.provider_message_id is not None:
-            changes["provider_message_id"] = event.provider_message_id
-        if event.status is DeliveryStatus.SENT:
-            changes["sent_at"] = event.occurred_at
-        if sms_cost is not None:
-            changes["sms_segments"], changes["sms_encoding"] = sms_cost
+        await self._outcomes.write((event, sms_cost))
+
+    async def _record_many(
+        self, outcomes: Sequence[tuple[DeliveryEvent, tuple[int, str] | None]]
+    ) -> list[None]:
+        changes = [
+            {
+                "b_delivery_id": event.delivery_id,
+                "b_status": event.status.value,
+                "b_reason": event.reason.value if event.reason else None,
+                "b_occurred_at": event.occurred_at,
+                "b_provider": event.provider,
+                "b_provider_message_id": event.provider_message_id,
+                "b_sms_segments": cost[0] if cost else None,
+                "b_sms_encoding": cost[1] if cost else None,
+            }
+            for event, cost in outcomes
+        ]
+        history = [
+            {
+                "event_id": event.event_id,
+                "delivery_id": event.delivery_id,
+                "status": event.status.value,
+                "reason": event.reason.value if event.reason else None,
+                "provider": event.provider,
+                "provider_message_id": event.provider_message_id,
+                "occurred_at": event.occurred_at,
+            }
+            for event, _ in outcomes
+        ]
         async with self._engine.begin() as connection:
-            await connection.execute(
-                sa.update(t.deliveries)
-                .where(t.deliveries.c.delivery_id == event.delivery_id)
-                .values(changes)
+            # In order: two changes of one delivery in a batch apply as they came.
+            await connection.execute(self._outcome_statement, changes)
+            await connection.execute(self._event_history_statement, history)
+        return [None] * len(outcomes)
+
+    def _outcome_update(self) -> sa.Update:
+        """One statement for every outcome, so a batch is one executemany: a report from the
+        provider (delivered, bounced) names no provider of its own to overwrite what the
+        send recorded, and only a send sets sent_at and what the text cost."""
+        c = t.deliveries.c
+        occurred_at = sa.bindparam("b_occurred_at", type_=t.UtcDateTime())
+        status = sa.bindparam("b_status", type_=sa.String())
+        return (
+            sa.update(t.deliveries)
+            .where(c.delivery_id == sa.bindparam("b_delivery_id", type_=sa.String()))
+            .values(
+                status=status,
+                reason=sa.bindparam("b_reason", type_=sa.String()),
+                updated_at=occurred_at,
+                provider=sa.func.coalesce(
+                    sa.bindparam("b_provider", type_=sa.String()), c.provider
+                ),
+                provider_message_id=sa.func.coalesce(
+                    sa.bindparam("b_provider_message_id", type_=sa.String()), c.provider_message_id
+                ),
+                sent_at=sa.case(
+                    (status == DeliveryStatus.SENT.value, occurred_at), else_=c.sent_at
+                ),
+                sms_segments=sa.func.coalesce(
+                    sa.bindparam("b_sms_segments", type_=sa.Integer()), c.sms_segments
+                ),
+                sms_encoding=sa.func.coalesce(
+                    sa.bindparam("b_sms_encoding", type_=sa.String()), c.sms_encoding
+                ),
             )
-            await connection.execute(
-                self._insert(t.delivery_events)
-                .values(
-                    event_id=event.event_id,
-                    delivery_id=event.delivery_id,
-                    status=event.status.value,
-                    reason=event.reason.value if event.reason else None,
-                    provider=event.provider,
-                    provider_message_id=event.provider_message_id,
-                    occurred_at=event.occurred_at,
-                )
-                .on_conflict_do_nothing()
-            )
+        )
 
     async def deliveries_of_message(
         self, message_id: str, *, limit: int = 1000, offset: int = 0
@@ -713,24 +783,28 @@ class SqlStore:
     # -- app inbox and sandbox -------------------------------------------------------------
 
     async def write_inbox(self, message: OutboundMessage) -> str:
-        entry_id = message.delivery_id
-        statement = (
-            self._insert(t.app_inbox)
-            .values(
-                entry_id=entry_id,
-                recipient_id=message.recipient_id,
-                message_id=message.message_id,
-                conversation_id=message.conversation_id,
-                sender_name=message.sender_name or "",
-                body=message.inbox_body or "",
-                language=message.language,
-                created_at=self._clock.now(),
-            )
-            .on_conflict_do_nothing()
-        )
+        return await self._inbox_copies.write(message)
+
+    async def _write_inbox_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
+        now = self._clock.now()
         async with self._engine.begin() as connection:
-            await connection.execute(statement)
-        return entry_id
+            await connection.execute(
+                self._insert(t.app_inbox).on_conflict_do_nothing(),
+                [
+                    {
+                        "entry_id": message.delivery_id,
+                        "recipient_id": message.recipient_id,
+                        "message_id": message.message_id,
+                        "conversation_id": message.conversation_id,
+                        "sender_name": message.sender_name or "",
+                        "body": message.inbox_body or "",
+                        "language": message.language,
+                        "created_at": now,
+                    }
+                    for message in messages
+                ],
+            )
+        return [message.delivery_id for message in messages]
 
     async def inbox(self, recipient_id: str) -> list[Mapping[str, Any]]:
         async with self._engine.connect() as connection:
@@ -782,6 +856,10 @@ class SqlStore:
                 sa.select(t.sandbox_outbox).order_by(t.sandbox_outbox.c.id)
             )
             return [dict(row._mapping) for row in rows]
+
+
+def _triple(record: DeliveryRecord) -> tuple[str, str, str]:
+    return (record.message_id, record.recipient_id, record.channel.value)
 
 
 def _delivery_values(record: DeliveryRecord) -> dict[str, Any]:

@@ -712,6 +712,12 @@ async def _send(
 async def _send_with_retries(
     sender: ChannelSender, message: OutboundMessage, deps: DeliveryDependencies
 ) -> ProviderReceipt:
+    try:
+        # Nearly every send is answered at the first attempt: the retry machinery is built
+        # only for one that wasn't.
+        return await _attempt_send(sender, message, deps)
+    except TransientProviderError as error:
+        first_failure: TransientProviderError | None = error
     policy = deps.retry
     backoff = wait_exponential_jitter(
         multiplier=policy.first_wait_seconds,
@@ -737,31 +743,40 @@ async def _send_with_retries(
         before_sleep=count_retry,
         reraise=True,
     )
-    circuit = deps.circuits.get(sender.provider)
-    pacer = deps.pacers.get(message.channel)
     async for attempt in retrying:
         with attempt:
-            if circuit is not None and not circuit.allows(deps.clock.now()):
-                raise ProviderUnavailableError(sender.provider, "circuit open", code="circuit")
-            if pacer is not None:
-                # Waited before taking a slot: a queue for one provider's rate must not
-                # hold the slots other channels' messages need.
-                await pacer.wait_turn(message)
-            # The slot is held only while calling, never while waiting to retry.
-            async with deps.in_flight:
-                started = time.perf_counter()
-                try:
-                    receipt = await sender.send(message)
-                except ProviderError as error:
-                    deps.metrics.provider_request(
-                        sender.provider, type(error).__name__, time.perf_counter() - started
-                    )
-                    _record_health(circuit, sender.provider, error, deps)
-                    raise
-                deps.metrics.provider_request(
-                    sender.provider, "accepted", time.perf_counter() - started
-                )
-                _record_health(circuit, sender.provider, None, deps)
+            if first_failure is not None:
+                # The first attempt, already made: tenacity goes on from its failure.
+                failure, first_failure = first_failure, None
+                raise failure
+            receipt = await _attempt_send(sender, message, deps)
+    return receipt
+
+
+async def _attempt_send(
+    sender: ChannelSender, message: OutboundMessage, deps: DeliveryDependencies
+) -> ProviderReceipt:
+    circuit = deps.circuits.get(sender.provider)
+    if circuit is not None and not circuit.allows(deps.clock.now()):
+        raise ProviderUnavailableError(sender.provider, "circuit open", code="circuit")
+    pacer = deps.pacers.get(message.channel)
+    if pacer is not None:
+        # Waited before taking a slot: a queue for one provider's rate must not hold the
+        # slots other channels' messages need.
+        await pacer.wait_turn(message)
+    # The slot is held only while calling, never while waiting to retry.
+    async with deps.in_flight:
+        started = time.perf_counter()
+        try:
+            receipt = await sender.send(message)
+        except ProviderError as error:
+            deps.metrics.provider_request(
+                sender.provider, type(error).__name__, time.perf_counter() - started
+            )
+            _record_health(circuit, sender.provider, error, deps)
+            raise
+        deps.metrics.provider_request(sender.provider, "accepted", time.perf_counter() - started)
+        _record_health(circuit, sender.provider, None, deps)
     return receipt
 
 

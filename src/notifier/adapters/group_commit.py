@@ -1,0 +1,85 @@
+"""Group commit: concurrent writes of one kind joined into one transaction.
+
+A delivery makes a few small writes (its claim, its outcome, an inbox copy); with dozens in
+flight, a transaction each spends most of the database's time — and on SQLite, whose one
+writer serialises them, nearly all of it — beginning and committing. Here each write waits
+for the transaction that carries it: the first starts one at once (so an idle service adds
+no delay), and the writes that arrive while it runs go together in the next.
+
+Each caller still gets its own result, or the exception of its transaction, once that
+transaction has committed, so what a caller does after ``write`` returns is as safe as
+before. A batch refused because of one item's data (``isolates``) is written again item by
+item, so that one bad value fails only its own write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+
+class GroupCommit(Generic[ItemT, ResultT]):
+    def __init__(
+        self,
+        write_many: Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT]]],
+        *,
+        isolates: Callable[[BaseException], bool],
+        max_batch: int = 500,
+    ) -> None:
+        """``write_many`` writes the items in one transaction and returns a result per
+        item, in order; ``isolates`` says whether its error may be one item's fault."""
+        self._write_many = write_many
+        self._isolates = isolates
+        self._max_batch = max_batch
+        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(self, item: ItemT) -> ResultT:
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending())
+        return await future
+
+    async def _write_pending(self) -> None:
+        try:
+            # One turn of the loop, so the writes issued alongside this one join it.
+            await asyncio.sleep(0)
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write_batch(batch)
+        except BaseException as error:
+            # Cancelled (the loop is closing): nobody may be left waiting forever.
+            for _, future in self._pending:
+                if not future.done():
+                    future.set_exception(error)
+            self._pending.clear()
+            raise
+        finally:
+            self._writer = None
+
+    async def _write_batch(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
+        try:
+            results = await self._write_many([item for item, _ in batch])
+        except Exception as error:
+            if len(batch) > 1 and self._isolates(error):
+                for entry in batch:
+                    await self._write_batch([entry])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        except BaseException as error:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            raise
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
