@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 class Container:
     settings: Settings
     broker: KafkaBroker
+    event_producer: AIOKafkaProducer
+    """Delivery events' own producer (see KafkaEventPublisher)."""
     store: SqlStore
     http_client: httpx.AsyncClient
     metrics: PrometheusMetrics
@@ -80,17 +83,23 @@ class Container:
     rate_limiter: RateLimiter
     translator: Translator | None
     replies: ReplyDependencies
+    _producing: bool = field(default=False, init=False)
 
     async def start(self) -> None:
         """Create missing topics, then connect the broker (and start its subscribers)."""
         if self.settings.kafka.create_topics:
             await create_topics(self.settings)
+        await self.event_producer.start()
+        self._producing = True
         await self.broker.start()
 
     async def close(self) -> None:
         # The broker first: stopping it waits (up to graceful_timeout) for in-flight batches,
-        # which still need the store and the HTTP client to finish and commit.
+        # which still need the store, the HTTP client and the event producer to finish and
+        # commit.
         await self.broker.stop()
+        if self._producing:
+            await self.event_producer.stop()  # sends what it still holds
         if self.translator is not None:
             self.translator.close()
         await self.http_client.aclose()
@@ -108,6 +117,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(kafka.replies_topic, kafka.partitions),
         TopicSpec(kafka.dead_letter_topic, 1),
     ]
+
+
+def create_event_producer(settings: Settings) -> AIOKafkaProducer:
+    """Configured as the broker's producer: every delivery event is acknowledged by all
+    in-sync replicas and written once however often the producer retries."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        client_id="notifier-events",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
 
 
 def create_broker(settings: Settings, metrics: PrometheusMetrics | None = None) -> KafkaBroker:
@@ -148,6 +169,7 @@ async def open_container(settings: Settings) -> Container:
     )
     metrics = PrometheusMetrics()
     broker = create_broker(settings, metrics)
+    event_producer = create_event_producer(settings)
     providers = _providers(settings, store, http_client)
     # The Google client looks up default credentials on creation, which blocks.
     translator = await asyncio.to_thread(_translator, settings)
@@ -163,7 +185,7 @@ async def open_container(settings: Settings) -> Container:
     deliveries = DeliveryDependencies(
         store=store,
         senders=providers.senders,
-        events=KafkaEventPublisher(broker, settings.kafka.delivery_events_topic),
+        events=KafkaEventPublisher(event_producer, settings.kafka.delivery_events_topic),
         catalogs=catalogs,
         clock=clock,
         metrics=metrics,
@@ -190,6 +212,7 @@ async def open_container(settings: Settings) -> Container:
     return Container(
         settings=settings,
         broker=broker,
+        event_producer=event_producer,
         store=store,
         http_client=http_client,
         metrics=metrics,
