@@ -37,6 +37,7 @@ async def test_readiness_is_503_and_names_the_broker_when_it_cannot_be_reached(
             alive = await client.get("/healthz")
     finally:
         await container.http_client.aclose()
+        await container.provider_session.close()
         await container.store.engine.dispose()
 
     assert ready.status_code == 503
@@ -75,6 +76,7 @@ async def test_bodies_over_the_limit_are_refused_with_413_before_they_are_read(
             email = await client.post("/webhooks/sendgrid/inbound/secret", content=b"x" * 4096)
     finally:
         await container.http_client.aclose()
+        await container.provider_session.close()
         await container.store.engine.dispose()
 
     assert (declared.status_code, declared.json()["error"]) == (413, "too_large")

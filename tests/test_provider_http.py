@@ -2,39 +2,57 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import httpx
+import aiohttp
 import pytest
 
-from notifier.adapters.provider_http import retry_after_seconds, transport_error
+from notifier.adapters.provider_http import (
+    ProviderHttp,
+    create_session,
+    retry_after_seconds,
+    transport_error,
+)
 from notifier.ports import TransientProviderError, UnknownOutcomeError
-
-
-class _RefusedByProxy(httpx.ConnectError):
-    pass
 
 
 @pytest.mark.parametrize(
     ("error", "outcome"),
     [
-        pytest.param(httpx.ConnectError("refused"), TransientProviderError, id="connect"),
-        pytest.param(httpx.PoolTimeout("pool"), TransientProviderError, id="pool-timeout"),
-        pytest.param(_RefusedByProxy("refused"), TransientProviderError, id="subclass"),
-        pytest.param(httpx.ReadTimeout("read"), UnknownOutcomeError, id="read-timeout"),
-        pytest.param(httpx.RemoteProtocolError("eof"), UnknownOutcomeError, id="disconnect"),
-        pytest.param(httpx.ProxyError("proxy"), UnknownOutcomeError, id="not-listed"),
+        pytest.param(
+            aiohttp.ConnectionTimeoutError("connect"), TransientProviderError, id="connect-timeout"
+        ),
+        pytest.param(aiohttp.SocketTimeoutError("read"), UnknownOutcomeError, id="read-timeout"),
+        pytest.param(aiohttp.ServerDisconnectedError(), UnknownOutcomeError, id="disconnect"),
+        pytest.param(aiohttp.ClientPayloadError("cut"), UnknownOutcomeError, id="cut-short"),
+        pytest.param(TimeoutError(), UnknownOutcomeError, id="whole-exchange-timeout"),
+        pytest.param(
+            aiohttp.ClientOSError(32, "broken pipe"), UnknownOutcomeError, id="not-listed"
+        ),
     ],
 )
 def test_transport_error_is_transient_only_when_the_request_never_left(
-    error: httpx.TransportError, outcome: type[Exception]
+    error: BaseException, outcome: type[Exception]
 ) -> None:
     raised = transport_error("twilio", error)
 
     assert type(raised) is outcome
     assert raised.provider == "twilio"
     assert raised.detail == f"{type(error).__name__}: {error}"
+
+
+async def test_a_refused_connection_is_transient() -> None:
+    # Bound but not listening: the port stays ours and every connect is refused.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        async with create_session(max_connections=1) as session:
+            http = ProviderHttp(session, "twilio", timeout_seconds=2.0)
+
+            with pytest.raises(TransientProviderError, match="ClientConnectorError"):
+                await http.request("POST", f"http://127.0.0.1:{port}/", body=b"x")
 
 
 @pytest.mark.parametrize(

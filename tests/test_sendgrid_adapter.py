@@ -6,9 +6,10 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
-import httpx
+import aiohttp
 import pytest
 
+from notifier.adapters.provider_http import ProviderHttp, create_session
 from notifier.adapters.sendgrid import SendGridEmail
 from notifier.domain.model import Channel, OutboundMessage, Reason, RenderedEmail
 from notifier.ports import (
@@ -28,13 +29,13 @@ def sendgrid() -> Iterator[FakeSendGrid]:
 
 
 @pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with create_session(max_connections=8) as session:
+        yield session
 
 
 def adapter(
-    http_client: httpx.AsyncClient,
+    http_client: aiohttp.ClientSession,
     base_url: str,
     *,
     api_key: str = API_KEY,
@@ -43,8 +44,7 @@ def adapter(
     return SendGridEmail(
         api_key=api_key,
         api_base_url=base_url,
-        http_client=http_client,
-        timeout_seconds=timeout_seconds,
+        http=ProviderHttp(http_client, "sendgrid", timeout_seconds),
     )
 
 
@@ -70,7 +70,7 @@ def email(
 
 
 async def test_mail_is_posted_as_v3_json_with_bearer_key_and_our_ids(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     receipt = await adapter(http_client, sendgrid.base_url).send(email())
 
@@ -100,7 +100,7 @@ async def test_mail_is_posted_as_v3_json_with_bearer_key_and_our_ids(
 
 @pytest.mark.parametrize("to", ["not-an-address", "parent@nowhere"])
 async def test_invalid_recipient_address_is_permanent_invalid_address(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient, to: str
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession, to: str
 ) -> None:
     with pytest.raises(PermanentProviderError) as raised:
         await adapter(http_client, sendgrid.base_url).send(email(to=to))
@@ -111,7 +111,7 @@ async def test_invalid_recipient_address_is_permanent_invalid_address(
 
 
 async def test_invalid_sender_address_is_permanent_provider_error(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(PermanentProviderError) as raised:
         await adapter(http_client, sendgrid.base_url).send(email(sender="lincoln-elementary"))
@@ -121,7 +121,7 @@ async def test_invalid_sender_address_is_permanent_provider_error(
 
 
 async def test_wrong_api_key_is_permanent_provider_error(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(PermanentProviderError) as raised:
         await adapter(http_client, sendgrid.base_url, api_key="SG.wrong.key").send(email())
@@ -133,7 +133,7 @@ async def test_wrong_api_key_is_permanent_provider_error(
 
 @pytest.mark.parametrize("status", [403, 413])
 async def test_refused_request_is_permanent_provider_error(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient, status: int
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession, status: int
 ) -> None:
     sendgrid.fail_next(status=status)
 
@@ -145,7 +145,7 @@ async def test_refused_request_is_permanent_provider_error(
 
 
 async def test_server_error_is_transient_and_not_retried_by_the_adapter(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.fail_next(status=500, count=3)
 
@@ -156,7 +156,7 @@ async def test_server_error_is_transient_and_not_retried_by_the_adapter(
 
 
 async def test_rate_limit_is_transient_until_the_reset_time(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.fail_next(status=429, retry_after=30)
 
@@ -169,7 +169,7 @@ async def test_rate_limit_is_transient_until_the_reset_time(
 
 
 async def test_retry_after_header_sets_the_transient_delay(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.fail_next(status=503, retry_after=12)
 
@@ -180,7 +180,7 @@ async def test_retry_after_header_sets_the_transient_delay(
 
 
 async def test_unanswered_request_is_unknown_outcome(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.delay_seconds = 10
 
@@ -190,7 +190,7 @@ async def test_unanswered_request_is_unknown_outcome(
     assert len(sendgrid.received) == 1
 
 
-async def test_refused_connection_is_transient(http_client: httpx.AsyncClient) -> None:
+async def test_refused_connection_is_transient(http_client: aiohttp.ClientSession) -> None:
     # Bound but not listening: the port stays ours and every connect is refused.
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -201,7 +201,7 @@ async def test_refused_connection_is_transient(http_client: httpx.AsyncClient) -
 
 
 async def test_content_starting_like_an_api_key_is_permanent_without_a_request(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     leaked = replace(
         email(), email=RenderedEmail(subject="Hi", text="SG.abc123.def456 is my key", html="x")
@@ -215,7 +215,7 @@ async def test_content_starting_like_an_api_key_is_permanent_without_a_request(
 
 
 async def test_delete_bounce_removes_the_address_from_the_bounce_list(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.add_bounce("parent@example.org")
     sendgrid.add_bounce("other@example.org")
@@ -231,7 +231,7 @@ async def test_delete_bounce_removes_the_address_from_the_bounce_list(
 
 
 async def test_delete_bounce_quotes_the_address_in_the_path(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     # "+", "/", "?", "#" and "%" are all allowed in a local part.
     address = "o'brien+kids/2?#%@example.org"
@@ -245,22 +245,22 @@ async def test_delete_bounce_quotes_the_address_in_the_path(
 
 
 async def test_delete_bounce_of_an_unlisted_address_is_success(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     await adapter(http_client, sendgrid.base_url).delete_bounce("never-bounced@example.org")
 
     [request] = sendgrid.received
     assert request.method == "DELETE"
     # What the adapter was answered, as SendGrid answers it:
-    again = await http_client.delete(
+    async with http_client.delete(
         f"{sendgrid.base_url}{request.path}", headers={"Authorization": f"Bearer {API_KEY}"}
-    )
-    assert again.status_code == 404
-    assert "not on the bounce list" in again.json()["errors"][0]["message"]
+    ) as again:
+        assert again.status == 404
+        assert "not on the bounce list" in (await again.json())["errors"][0]["message"]
 
 
 async def test_delete_bounce_server_error_is_transient(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.add_bounce("parent@example.org")
     sendgrid.fail_next(status=500)
@@ -273,7 +273,7 @@ async def test_delete_bounce_server_error_is_transient(
 
 
 async def test_delete_bounce_rate_limit_is_transient_until_the_reset_time(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.fail_next(status=429, retry_after=30)
 
@@ -285,7 +285,7 @@ async def test_delete_bounce_rate_limit_is_transient_until_the_reset_time(
 
 
 async def test_delete_bounce_with_a_wrong_key_is_permanent_provider_error(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.add_bounce("parent@example.org")
 
@@ -300,7 +300,7 @@ async def test_delete_bounce_with_a_wrong_key_is_permanent_provider_error(
 
 
 async def test_delete_bounce_forbidden_is_permanent_provider_error(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     # An API key without the suppressions scope.
     sendgrid.fail_next(status=403)
@@ -313,7 +313,7 @@ async def test_delete_bounce_forbidden_is_permanent_provider_error(
 
 
 async def test_delete_bounce_unanswered_is_unknown_outcome(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.delay_seconds = 10
 
@@ -324,7 +324,7 @@ async def test_delete_bounce_unanswered_is_unknown_outcome(
 
 
 async def test_delete_bounce_refused_connection_is_transient(
-    http_client: httpx.AsyncClient,
+    http_client: aiohttp.ClientSession,
 ) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -336,7 +336,7 @@ async def test_delete_bounce_refused_connection_is_transient(
 
 @pytest.mark.parametrize("email", ["", "   "])
 async def test_delete_bounce_without_an_address_sends_nothing(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient, email: str
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession, email: str
 ) -> None:
     # DELETE /v3/suppression/bounces is the bulk delete; it must never be reached.
     with pytest.raises(ValueError, match="email address is required"):
@@ -346,7 +346,7 @@ async def test_delete_bounce_without_an_address_sends_nothing(
 
 
 async def test_mail_to_a_bounced_address_is_still_accepted(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     # SendGrid accepts it with 202 and drops it later with a "Bounced Address" event.
     sendgrid.add_bounce("parent@example.org")
@@ -359,7 +359,7 @@ async def test_mail_to_a_bounced_address_is_still_accepted(
 
 
 async def test_mail_after_delete_bounce_is_no_longer_marked_bounced(
-    sendgrid: FakeSendGrid, http_client: httpx.AsyncClient
+    sendgrid: FakeSendGrid, http_client: aiohttp.ClientSession
 ) -> None:
     sendgrid.add_bounce("parent@example.org")
     sender = adapter(http_client, sendgrid.base_url)

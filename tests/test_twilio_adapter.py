@@ -6,9 +6,10 @@ import base64
 import socket
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
+import aiohttp
 import pytest
 
+from notifier.adapters.provider_http import ProviderHttp, create_session
 from notifier.adapters.twilio import TwilioSms
 from notifier.domain.model import Channel, OutboundMessage, Reason, RenderedSms
 from notifier.ports import (
@@ -32,13 +33,13 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+async def http_client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with create_session(max_connections=8) as session:
+        yield session
 
 
 def adapter(
-    http_client: httpx.AsyncClient,
+    http_client: aiohttp.ClientSession,
     base_url: str,
     *,
     auth_token: str = AUTH_TOKEN,
@@ -49,8 +50,7 @@ def adapter(
         account_sid=ACCOUNT_SID,
         auth_token=auth_token,
         api_base_url=base_url,
-        http_client=http_client,
-        timeout_seconds=timeout_seconds,
+        http=ProviderHttp(http_client, "twilio", timeout_seconds),
         status_callback_url=status_callback_url,
     )
 
@@ -71,7 +71,7 @@ def sms(to: str = "+14155550123", sender: str = SENDER_NUMBER) -> OutboundMessag
 
 
 async def test_sms_is_posted_as_twilio_form_with_basic_auth(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     receipt = await adapter(http_client, twilio.base_url).send(sms())
 
@@ -93,7 +93,7 @@ async def test_sms_is_posted_as_twilio_form_with_basic_auth(
 
 
 async def test_messaging_service_sender_goes_as_messaging_service_sid(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     await adapter(http_client, twilio.base_url).send(sms(sender=MESSAGING_SERVICE))
 
@@ -103,7 +103,7 @@ async def test_messaging_service_sender_goes_as_messaging_service_sid(
 
 
 async def test_status_callback_is_left_out_when_not_configured(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     await adapter(http_client, twilio.base_url, status_callback_url=None).send(sms())
 
@@ -112,7 +112,7 @@ async def test_status_callback_is_left_out_when_not_configured(
 
 
 async def test_invalid_number_is_permanent_invalid_address(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(PermanentProviderError) as raised:
         await adapter(http_client, twilio.base_url).send(sms(to="555-0123"))
@@ -133,7 +133,7 @@ async def test_invalid_number_is_permanent_invalid_address(
     ],
 )
 async def test_recipient_error_codes_are_permanent_with_their_reason(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient, to: str, code: str, reason: Reason
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession, to: str, code: str, reason: Reason
 ) -> None:
     with pytest.raises(PermanentProviderError) as raised:
         await adapter(http_client, twilio.base_url).send(sms(to=to))
@@ -143,7 +143,7 @@ async def test_recipient_error_codes_are_permanent_with_their_reason(
 
 
 async def test_other_client_error_is_permanent_provider_error(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     twilio.fail_next(
         status=400, code=21606, message="The 'From' phone number provided is not valid."
@@ -157,7 +157,7 @@ async def test_other_client_error_is_permanent_provider_error(
 
 
 async def test_wrong_credentials_are_permanent_provider_error(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(PermanentProviderError) as raised:
         await adapter(http_client, twilio.base_url, auth_token="wrong").send(sms())
@@ -167,7 +167,7 @@ async def test_wrong_credentials_are_permanent_provider_error(
 
 
 async def test_server_error_is_transient_and_not_retried_by_the_adapter(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     twilio.fail_next(status=500, count=3)
 
@@ -179,7 +179,7 @@ async def test_server_error_is_transient_and_not_retried_by_the_adapter(
 
 
 async def test_rate_limit_is_transient_with_retry_after(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     twilio.fail_next(status=429, retry_after=7)
 
@@ -190,7 +190,7 @@ async def test_rate_limit_is_transient_with_retry_after(
 
 
 async def test_rate_limit_without_retry_after_leaves_the_delay_to_the_caller(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     twilio.fail_next(status=429)
 
@@ -201,7 +201,7 @@ async def test_rate_limit_without_retry_after_leaves_the_delay_to_the_caller(
 
 
 async def test_unanswered_request_is_unknown_outcome(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     twilio.delay_seconds = 10
 
@@ -211,7 +211,7 @@ async def test_unanswered_request_is_unknown_outcome(
     assert len(twilio.received) == 1
 
 
-async def test_refused_connection_is_transient(http_client: httpx.AsyncClient) -> None:
+async def test_refused_connection_is_transient(http_client: aiohttp.ClientSession) -> None:
     # Bound but not listening: the port stays ours and every connect is refused.
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -222,7 +222,7 @@ async def test_refused_connection_is_transient(http_client: httpx.AsyncClient) -
 
 
 async def test_edge_and_region_from_the_environment_do_not_move_requests(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TWILIO_EDGE", "sydney")
     monkeypatch.setenv("TWILIO_REGION", "au1")
@@ -234,7 +234,7 @@ async def test_edge_and_region_from_the_environment_do_not_move_requests(
 
 
 async def test_consecutive_sends_reuse_one_connection(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     sender = adapter(http_client, twilio.base_url)
 
@@ -246,7 +246,7 @@ async def test_consecutive_sends_reuse_one_connection(
 
 
 async def test_alphanumeric_sender_starting_with_mg_goes_as_from(
-    twilio: FakeTwilio, http_client: httpx.AsyncClient
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:
     await adapter(http_client, twilio.base_url).send(sms(sender="MGHIGH"))
 

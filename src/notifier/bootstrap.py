@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import aiohttp
 import httpx
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -26,6 +27,7 @@ from notifier.adapters.mail_replies import MailReplyParser
 from notifier.adapters.migrations import migrate
 from notifier.adapters.oidc import OidcVerifier
 from notifier.adapters.pacing import KeyedPacer, by_sender, one_account
+from notifier.adapters.provider_http import ProviderHttp, create_session
 from notifier.adapters.sandbox import SandboxSender
 from notifier.adapters.sendgrid import PROVIDER as SENDGRID
 from notifier.adapters.sendgrid import (
@@ -70,6 +72,7 @@ class Container:
     """Delivery events' own producer (see KafkaEventPublisher)."""
     store: SqlStore
     http_client: httpx.AsyncClient
+    provider_session: aiohttp.ClientSession
     metrics: PrometheusMetrics
     deliveries: DeliveryDependencies
     follow_up: FollowUpDependencies
@@ -103,6 +106,7 @@ class Container:
         if self.translator is not None:
             self.translator.close()
         await self.http_client.aclose()
+        await self.provider_session.close()
         await self.store.engine.dispose()
 
 
@@ -162,15 +166,14 @@ async def open_container(settings: Settings) -> Container:
     if settings.database.migrate_on_start:
         await migrate(engine)
     store = SqlStore(engine, clock)
-    # One pooled keep-alive client for every provider call; per-call timeouts are the
-    # adapters' (each provider has its own setting).
-    http_client = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=settings.delivery.max_in_flight)
-    )
+    # One pooled keep-alive session for every provider call (timeouts are per provider),
+    # and an httpx client for the rest (identity providers' keys).
+    provider_session = create_session(settings.delivery.max_in_flight)
+    http_client = httpx.AsyncClient()
     metrics = PrometheusMetrics()
     broker = create_broker(settings, metrics)
     event_producer = create_event_producer(settings)
-    providers = _providers(settings, store, http_client)
+    providers = _providers(settings, store, provider_session)
     # The Google client looks up default credentials on creation, which blocks.
     translator = await asyncio.to_thread(_translator, settings)
     delivery = settings.delivery
@@ -215,6 +218,7 @@ async def open_container(settings: Settings) -> Container:
         event_producer=event_producer,
         store=store,
         http_client=http_client,
+        provider_session=provider_session,
         metrics=metrics,
         deliveries=deliveries,
         follow_up=follow_up,
@@ -259,7 +263,7 @@ class _Providers:
     sms_webhooks: SmsWebhooks | None
 
 
-def _providers(settings: Settings, store: SqlStore, http_client: httpx.AsyncClient) -> _Providers:
+def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSession) -> _Providers:
     twilio, sendgrid = settings.twilio, settings.sendgrid
     sms: ChannelSender
     email: ChannelSender
@@ -273,8 +277,7 @@ def _providers(settings: Settings, store: SqlStore, http_client: httpx.AsyncClie
             account_sid=twilio.account_sid,
             auth_token=twilio.auth_token.get_secret_value(),
             api_base_url=twilio.api_base_url,
-            http_client=http_client,
-            timeout_seconds=twilio.timeout_seconds,
+            http=ProviderHttp(session, "twilio", twilio.timeout_seconds),
             status_callback_url=twilio.status_callback_url,
         )
         sms_webhooks = TwilioWebhooks(TwilioSignatureVerifier(twilio.auth_token.get_secret_value()))
@@ -286,8 +289,7 @@ def _providers(settings: Settings, store: SqlStore, http_client: httpx.AsyncClie
         sendgrid_email = SendGridEmail(
             api_key=sendgrid.api_key.get_secret_value(),
             api_base_url=sendgrid.api_base_url,
-            http_client=http_client,
-            timeout_seconds=sendgrid.timeout_seconds,
+            http=ProviderHttp(session, "sendgrid", sendgrid.timeout_seconds),
         )
         email = sendgrid_email
         suppressions[Channel.EMAIL] = SendGridBounceList(sendgrid_email)
@@ -366,6 +368,7 @@ def _circuits(settings: Settings) -> dict[str, CircuitBreaker]:
         provider: CircuitBreaker(
             failure_threshold=delivery.circuit_failures,
             cool_down=timedelta(seconds=delivery.circuit_cool_down_seconds),
+            window=timedelta(seconds=delivery.circuit_window_seconds),
         )
         for provider in (TWILIO, SENDGRID)
     }

@@ -238,8 +238,12 @@ class DeliverySettings(BaseModel):
     circuit_failures: int = Field(
         5,
         ge=1,
-        description="Failures in a row of one provider (5xx, timeouts, refused key) that open "
-        "its circuit: it is not called, and messages fail over at once.",
+        description="Failures of one provider (5xx, timeouts, refused key) within the circuit "
+        "window, and at least half its calls there, that open its circuit: it is not called, "
+        "and messages fail over at once.",
+    )
+    circuit_window_seconds: float = Field(
+        10.0, gt=0, description="The recent calls a provider's circuit judges it by."
     )
     circuit_cool_down_seconds: float = Field(
         30.0, gt=0, description="How long an open circuit waits before one probe call."

@@ -167,6 +167,10 @@ class FakeJsonApi(ABC, Generic[FailureT]):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a client opening dozens of connections at once
+    # (as notifier's pool does under load) would see SYNs dropped and connects time out,
+    # which no real provider's front door does.
+    request_queue_size = 256
 
     def __init__(
         self,

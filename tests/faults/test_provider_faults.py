@@ -45,4 +45,6 @@ async def test_provider_errors_throttling_and_hangs_lose_nothing(
         fault_summary.record("provider faults (500, 429, hangs)", run, verdict, note)
         assert not verdict.failures(), "\n".join([*verdict.failures(), run.logs()])
         for name, faults in drawn.items():
-            assert set(faults) == set(Fault), f"{name} met only {faults}: the test proves little"
+            assert set(faults) == set(Fault), (
+                f"{name} met only {faults}: the test proves little\n{run.logs()}"
+            )

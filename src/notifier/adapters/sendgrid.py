@@ -1,12 +1,12 @@
-"""Twilio SendGrid: v3 Mail Send (one email per delivery, posted with the service's shared
-httpx client), the Signed Event Webhook (verify, then parse a batch), and the bounce list
-(take an address off it when its contact point is reset).
+"""Twilio SendGrid: v3 Mail Send (one email per delivery, posted over the service's shared
+provider session, provider_http.py), the Signed Event Webhook (verify, then parse a batch),
+and the bounce list (take an address off it when its contact point is reset).
 
 The body is built with the ``sendgrid`` package's mail helpers (``Mail(...).get()``), which
 know the v3 shape (text/plain content before text/html, custom_args flattened into one
 object). It is not sent with ``SendGridAPIClient``: that client is python_http_client over
 synchronous urllib, built without a timeout (``python_http_client.Client(timeout=None)``,
-so a silent server blocks the event loop's thread indefinitely). We post the JSON with httpx
+so a silent server blocks the event loop's thread indefinitely). We post the JSON ourselves
 instead: non-blocking, our timeout, one attempt.
 
 Responses: https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send#responses
@@ -31,7 +31,6 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -48,7 +47,7 @@ from sendgrid.helpers.mail import (
 )
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
-from notifier.adapters.provider_http import retry_after_seconds, transport_error
+from notifier.adapters.provider_http import ProviderHttp, ProviderResponse, retry_after_seconds
 from notifier.domain.classification import classify_sendgrid
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import Channel, OutboundMessage, Reason, ReplyAttachment
@@ -100,17 +99,14 @@ class SendGridEmail:
         self,
         *,
         api_key: str,
-        http_client: httpx.AsyncClient,
-        timeout_seconds: float,
+        http: ProviderHttp,
         api_base_url: str = "https://api.sendgrid.com",
     ) -> None:
         if not api_key:
             raise ValueError("SendGrid api_key is required")
-        if timeout_seconds <= 0:
-            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
         self._headers = {"Authorization": f"Bearer {api_key}"}
-        self._http_client = http_client
-        self._timeout = httpx.Timeout(timeout_seconds)
+        self._json_headers = self._headers | {"Content-Type": "application/json"}
+        self._http = http
         base = api_base_url.rstrip("/")
         self._mail_send_url = f"{base}/v3/mail/send"
         self._bounces_url = f"{base}/v3/suppression/bounces"
@@ -120,13 +116,10 @@ class SendGridEmail:
         return PROVIDER
 
     async def send(self, message: OutboundMessage) -> ProviderReceipt:
-        body = _mail_body(message)
-        try:
-            response = await self._http_client.post(
-                self._mail_send_url, json=body, headers=self._headers, timeout=self._timeout
-            )
-        except httpx.TransportError as error:
-            raise transport_error(PROVIDER, error) from error
+        body = orjson.dumps(_mail_body(message))
+        response = await self._http.request(
+            "POST", self._mail_send_url, headers=self._json_headers, body=body
+        )
         if response.is_success:
             return ProviderReceipt(
                 provider=PROVIDER, provider_message_id=response.headers.get("x-message-id")
@@ -147,15 +140,10 @@ class SendGridEmail:
             raise ValueError("an email address is required to delete a bounce")
         # "/", "?", "#", "%" and "+" may all appear in a local part.
         url = f"{self._bounces_url}/{quote(email, safe='@')}"
-        try:
-            response = await self._http_client.delete(
-                url, headers=self._headers, timeout=self._timeout
-            )
-        except httpx.TransportError as error:
-            raise transport_error(PROVIDER, error) from error
+        response = await self._http.request("DELETE", url, headers=self._headers)
         # The reference documents 204; an address not on the list gets 404
         # (https://github.com/sendgrid/docs/issues/6194).
-        if response.is_success or response.status_code == 404:
+        if response.is_success or response.status == 404:
             return
         raise _rejection(response, field_reasons=())
 
@@ -206,18 +194,18 @@ def _address(kind: type[Any], email: str, name: str | None) -> Any:
 
 
 def _rejection(
-    response: httpx.Response,
+    response: ProviderResponse,
     *,
     field_reasons: tuple[tuple[re.Pattern[str], Reason], ...] = FIELD_REASONS,
 ) -> ProviderError:
-    status = response.status_code
+    status = response.status
     errors = _errors(response)
     detail = f"HTTP {status} " + (
         "; ".join(
             f"{error['field']}: {error['message']}" if error.get("field") else error["message"]
             for error in errors
         )
-        or response.reason_phrase
+        or response.reason
     )
     code = str(status)
     if status == 429 or status >= 500:
@@ -238,7 +226,7 @@ def _rejection(
     return PermanentProviderError(PROVIDER, detail, reason=reason, code=code)
 
 
-def _errors(response: httpx.Response) -> list[dict[str, str]]:
+def _errors(response: ProviderResponse) -> list[dict[str, str]]:
     """The ``errors`` list of a SendGrid error body, as strings; empty when there is none."""
     try:
         payload = response.json()
@@ -254,7 +242,7 @@ def _errors(response: httpx.Response) -> list[dict[str, str]]:
     ]
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds until SendGrid takes requests again: Retry-After (delta-seconds or HTTP-date)
     when present, else X-RateLimit-Reset, which SendGrid sends as epoch seconds."""
     retry_after = retry_after_seconds(headers.get("retry-after"))

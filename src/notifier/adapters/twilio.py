@@ -1,6 +1,6 @@
 """Twilio Programmable Messaging: one SMS per delivery, built by the twilio SDK, sent over
-the service's shared httpx client; the signed webhooks Twilio posts back (message status
-callbacks and inbound messages), verified and parsed.
+the service's shared provider session (provider_http.py); the signed webhooks Twilio posts
+back (message status callbacks and inbound messages), verified and parsed.
 
 The SDK builds the request (URL, form fields, Basic auth, headers) and parses the reply, but
 its transport is ours. Its own ``AsyncTwilioHttpClient`` (aiohttp) is unfit for sending
@@ -13,7 +13,7 @@ notifications, as read in twilio 9.13:
   defaults retry every method, POST included, on any 5xx. A 5xx can come after Twilio has
   queued the message, so a parent would be texted twice. Whether to retry is the caller's
   decision (it holds the delivery ledger), so this transport makes exactly one attempt;
-- it opens an aiohttp session of its own beside our connection pool.
+- it opens an aiohttp session of its own beside our connection pool, with cookies.
 
 Where requests go: ``client.api`` is the Api domain (``ApiBase``, base_url
 "https://api.twilio.com"); ``Domain.absolute_url`` joins ``base_url.strip("/")`` with
@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from notifier.adapters.provider_http import retry_after_seconds, transport_error
+from notifier.adapters.provider_http import ProviderHttp, basic_auth, retry_after_seconds
 from notifier.domain.classification import classify_twilio
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import Channel, OutboundMessage, Reason
@@ -87,8 +87,7 @@ class TwilioSms:
         *,
         account_sid: str,
         auth_token: str,
-        http_client: httpx.AsyncClient,
-        timeout_seconds: float,
+        http: ProviderHttp,
         api_base_url: str = "https://api.twilio.com",
         status_callback_url: str | None = None,
     ) -> None:
@@ -96,12 +95,9 @@ class TwilioSms:
         # given empty credentials; refuse instead of sending with someone else's account.
         if not account_sid or not auth_token:
             raise ValueError("Twilio account_sid and auth_token are required")
-        if timeout_seconds <= 0:
-            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
         self._account_sid = account_sid
         self._auth_token = auth_token
-        self._http_client = http_client
-        self._timeout = httpx.Timeout(timeout_seconds)
+        self._http = http
         self._api_base_url = api_base_url
         self._status_callback_url = status_callback_url
 
@@ -126,16 +122,14 @@ class TwilioSms:
         if self._status_callback_url:
             fields["status_callback"] = self._status_callback_url
 
-        transport = _HttpxTransport(self._http_client, self._timeout)
+        transport = _SdkTransport(self._http)
         try:
             created = await self._sdk_client(transport).messages.create_async(**fields)
-        except httpx.TransportError as error:
-            raise transport_error(PROVIDER, error) from error
         except (TwilioRestException, TwilioServiceException) as error:
             raise _rejection(error, transport.last_response) from error
         return ProviderReceipt(provider=PROVIDER, provider_message_id=created.sid)
 
-    def _sdk_client(self, transport: _HttpxTransport) -> Any:
+    def _sdk_client(self, transport: _SdkTransport) -> Any:
         # One SDK client per send, because the SDK's exceptions drop the response headers
         # (Retry-After) and only the transport sees them: a per-send transport keeps that
         # response private to its send without shared mutable state. Building one costs a
@@ -154,14 +148,14 @@ class TwilioSms:
 
 
 # The SDK ships no type information, so its base class is Any to mypy.
-class _HttpxTransport(AsyncHttpClient):  # type: ignore[misc]
-    """The SDK's transport seam (``twilio.http.AsyncHttpClient.request``) over our shared
-    httpx pool: our timeout, one attempt, the SDK's Basic auth tuple passed through."""
+class _SdkTransport(AsyncHttpClient):  # type: ignore[misc]
+    """The SDK's transport seam (``twilio.http.AsyncHttpClient.request``) over our provider
+    session: our timeout, one attempt, the SDK's Basic auth tuple as a header. A failure
+    below HTTP leaves as our typed ProviderError, which the SDK lets through."""
 
-    def __init__(self, http_client: httpx.AsyncClient, timeout: httpx.Timeout) -> None:
-        super().__init__(logger=logging.getLogger(__name__), is_async=True, timeout=timeout.read)
-        self._http_client = http_client
-        self._httpx_timeout = timeout
+    def __init__(self, http: ProviderHttp) -> None:
+        super().__init__(logger=logging.getLogger(__name__), is_async=True)
+        self._http = http
         self.last_response: TwilioResponse | None = None
 
     async def request(
@@ -172,21 +166,25 @@ class _HttpxTransport(AsyncHttpClient):  # type: ignore[misc]
         data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        # The name and type are the SDK's signature; ours is the httpx timeout set at init.
+        # The name and type are the SDK's signature; ours is the provider session's timeout.
         timeout: float | None = None,  # noqa: ASYNC109
         allow_redirects: bool = False,
     ) -> TwilioResponse:
-        response = await self._http_client.request(
+        sent_headers = dict(headers or {})
+        if auth is not None:
+            sent_headers["Authorization"] = basic_auth(*auth)
+        body = None
+        if data is not None:
+            sent_headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = urlencode(data, doseq=True).encode()
+        response = await self._http.request(
             method,
             uri,
-            params=params,
-            data=data,
-            headers=headers,
-            auth=auth,
-            timeout=self._httpx_timeout,
-            follow_redirects=allow_redirects,
+            headers=sent_headers,
+            params={key: str(value) for key, value in (params or {}).items()},
+            body=body,
         )
-        self.last_response = TwilioResponse(response.status_code, response.text, response.headers)
+        self.last_response = TwilioResponse(response.status, response.text, response.headers)
         return self.last_response
 
 

@@ -797,7 +797,7 @@ def _record_health(
         if circuit.failed(deps.clock.now()):
             log.warning("%s keeps failing: circuit open, failing over", provider)
             deps.metrics.circuit_changed(provider, is_open=True)
-    elif circuit.succeeded():
+    elif circuit.succeeded(deps.clock.now()):
         log.info("%s answers again: circuit closed", provider)
         deps.metrics.circuit_changed(provider, is_open=False)
 
