@@ -16,14 +16,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from notifier.adapters import tables as t
 from notifier.adapters.migrations import alembic_config, migrate
-from notifier.adapters.store import SqlStore
+from notifier.adapters.store import IDLE_BEFORE_PING_SECONDS, SqlStore, _ping_if_idle
 from notifier.domain.model import (
     Channel,
     ContactPoint,
     ContactStatus,
+    ConversationState,
+    ConversationStatus,
     DeliveryEvent,
     DeliveryStatus,
     District,
@@ -89,6 +92,26 @@ def assert_aware_utc(value: datetime | None) -> None:
 
 async def test_ping_succeeds_on_a_reachable_database(store: SqlStore) -> None:
     await store.ping()
+
+
+async def test_a_pooled_connection_cut_while_idle_is_replaced_unnoticed(store: SqlStore) -> None:
+    if store.engine.dialect.name == "sqlite":
+        # A file has no connection to lose: nothing is pinged.
+        assert not sa.event.contains(store.engine.sync_engine, "checkout", _ping_if_idle)
+        return
+    await store.upsert_district(district())
+    async with store.engine.connect() as connection:
+        pid = (await connection.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    # The server ends that session, as a restart would, while it waits in the pool.
+    killer = create_async_engine(store.engine.url, poolclass=NullPool)
+    try:
+        async with killer.connect() as connection:
+            await connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        await killer.dispose()
+    await asyncio.sleep(IDLE_BEFORE_PING_SECONDS + 0.1)
+
+    assert await store.district("d-springfield") == district()
 
 
 async def test_migrating_an_up_to_date_database_again_is_harmless(store: SqlStore) -> None:
@@ -340,6 +363,32 @@ async def test_recipients_of_no_ids_is_empty(store: SqlStore) -> None:
     await store.upsert_recipient(recipient())
 
     assert await store.recipients([]) == {}
+
+
+async def test_a_requests_context_is_read_together(store: SqlStore) -> None:
+    await store.upsert_district(district())
+    await store.upsert_recipient(recipient())
+    state = ConversationState("conv-77", ConversationStatus.OPEN, frozenset({"guardian-9"}), T0)
+    await store.upsert_conversation_state(state)
+
+    context = await store.request_context("d-springfield", ["guardian-9", "nobody"], "conv-77")
+
+    assert context.district == district()
+    assert list(context.profiles) == ["guardian-9"]
+    assert set(context.points) == {
+        (Channel.SMS, "+15555550123"),
+        (Channel.EMAIL, "dennis.park@example.org"),
+    }
+    assert context.conversation == state
+
+
+async def test_a_request_for_an_unknown_district_reads_nothing_more(store: SqlStore) -> None:
+    await store.upsert_recipient(recipient())
+
+    context = await store.request_context("d-nowhere", ["guardian-9"], "conv-77")
+
+    assert (context.district, context.profiles, context.points) == (None, {}, {})
+    assert context.conversation is None
 
 
 # -- contact points ------------------------------------------------------------------------

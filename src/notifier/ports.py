@@ -265,6 +265,18 @@ class Claim:
     is_new: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What a send request needs from the directory, read together: its district (None when
+    unknown, and then nothing else is read), the recipients found, their addresses' recorded
+    statuses, and the conversation's state."""
+
+    district: District | None
+    profiles: Mapping[str, Recipient]
+    points: Mapping[tuple[Channel, str], ContactPoint]
+    conversation: ConversationState | None
+
+
 class Store(Protocol):
     """The directory read model and the delivery ledger."""
 
@@ -275,6 +287,10 @@ class Store(Protocol):
         ...
 
     async def district(self, district_id: str) -> District | None: ...
+
+    async def request_context(
+        self, district_id: str, recipient_ids: Iterable[str], conversation_id: str
+    ) -> RequestContext: ...
 
     async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]: ...
 

@@ -157,19 +157,14 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
     any other exception means "not done, try the whole request again" — work already
     recorded is then found by its deterministic id and not repeated.
     """
-    district = admit(request, await deps.store.district(request.district_id))
-    await deps.store.save_request(request)
     recipient_ids = recipients_to_notify(request)
-    profiles = await deps.store.recipients(recipient_ids)
-    points = await deps.store.contact_points(
-        (channel, address)
-        for profile in profiles.values()
-        for channel, address in ((Channel.SMS, profile.phone), (Channel.EMAIL, profile.email))
-        if address
+    context = await deps.store.request_context(
+        request.district_id, recipient_ids, request.conversation_id
     )
-
-    state = await deps.store.conversation_state(request.conversation_id)
-    muted = state.muted_by if state else frozenset()
+    district = admit(request, context.district)
+    await deps.store.save_request(request)
+    profiles, points = context.profiles, context.points
+    muted = context.conversation.muted_by if context.conversation else frozenset()
     plans = {
         recipient_id: plan_recipient(profile, district, points, muted=recipient_id in muted)
         for recipient_id in recipient_ids
