@@ -249,8 +249,11 @@ def _refusing_bad_data(store: Store) -> Iterator[None]:
     except Exception as error:
         if not (isinstance(error, _DATA_ERRORS) or store.refuses_data(error)):
             raise
-        log.error("message unprocessable: %s", error, exc_info=error)
-        detail = f"{type(error).__name__}: {error}"[:1000]
+        # The first line only: a database error goes on with the statement and its
+        # parameters, which hold the message's text and the people's details.
+        first_line = str(error).partition("\n")[0]
+        detail = f"{type(error).__name__}: {first_line}"[:1000]
+        log.error("message unprocessable: %s", detail)
         raise RequestRejected(RejectionCode.UNPROCESSABLE, detail) from error
 
 

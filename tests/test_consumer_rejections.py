@@ -1,0 +1,44 @@
+"""What the consumer dead-letters as its own data's fault, and what it retries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from notifier.adapters.clock import SystemClock
+from notifier.adapters.store import SqlStore, create_engine
+from notifier.domain.errors import RejectionCode, RequestRejected
+from notifier.entrypoints.consumer import _refusing_bad_data
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[SqlStore]:
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    yield SqlStore(engine, SystemClock())
+    await engine.dispose()
+
+
+def test_a_failure_of_the_messages_own_data_is_a_rejection_without_its_details(
+    store: SqlStore,
+) -> None:
+    with pytest.raises(RequestRejected) as rejected, _refusing_bad_data(store):
+        raise OverflowError("date value out of range\n[parameters: ('Dennis', '+15555550123')]")
+
+    assert rejected.value.code is RejectionCode.UNPROCESSABLE
+    assert rejected.value.detail == "OverflowError: date value out of range"
+
+
+def test_an_outage_is_not_a_rejection(store: SqlStore) -> None:
+    # Retried with the batch: a good message must not be dead-lettered while a service is down.
+    with pytest.raises(ConnectionRefusedError), _refusing_bad_data(store):
+        raise ConnectionRefusedError("database down")
+
+
+def test_a_rejection_passes_through_unchanged(store: SqlStore) -> None:
+    unknown = RequestRejected(RejectionCode.UNKNOWN_DISTRICT, "District 'd-x' is unknown.")
+
+    with pytest.raises(RequestRejected) as rejected, _refusing_bad_data(store):
+        raise unknown
+
+    assert rejected.value is unknown
