@@ -13,16 +13,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.population import Directory, Request, RequestFactory
+from bench.population import Directory, RequestFactory
+from notifier.config import KafkaSettings
 
+# Every topic notifier has (its NOTIFIER_KAFKA_<KIND>_TOPIC settings), so a scenario's
+# prefix covers a topic added later too.
 _TOPICS = {
-    "SEND_REQUESTS": "conversation.send-requests",
-    "RECIPIENTS": "directory.recipients",
-    "DISTRICTS": "directory.districts",
-    "CONVERSATION_STATE": "conversation.state",
-    "REPLIES": "conversation.replies",
-    "DELIVERY_EVENTS": "notifier.delivery-events",
-    "DEAD_LETTER": "notifier.dead-letter",
+    name.removesuffix("_topic").upper(): str(setting.default)
+    for name, setting in KafkaSettings.model_fields.items()
+    if name.endswith("_topic")
 }
 
 
@@ -76,20 +75,14 @@ class Load:
         await self.flush()
         return len(directory.districts) + len(directory.people)
 
-    async def publish_request(self) -> Request:
+    async def publish_request(self) -> None:
         request = self.factory.make()
         self.expected[request.number] = request.sends
         self.inbox[request.number] = request.inbox
         self.created[request.number] = request.created_at
         self.published_sends += request.sends
-        self._pending.append(
-            await self.producer.send(
-                self.topics.name("SEND_REQUESTS"), orjson.dumps(request.payload), key=request.key
-            )
-        )
-        if len(self._pending) >= 1000:
-            await self.flush()
-        return request
+        conversation = str(request.payload["conversation_id"])
+        await self._send(self.topics.name("SEND_REQUESTS"), conversation, request.payload)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []

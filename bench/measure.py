@@ -62,7 +62,6 @@ class Providers:
         self.urls = {"twilio": twilio_url, "sendgrid": sendgrid_url}
         self._client = httpx.AsyncClient(timeout=30.0)
         self._offsets = {"twilio": 0, "sendgrid": 0}
-        self.receipts = Receipts()
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -88,8 +87,6 @@ class Providers:
             self._offsets[name] += len(payload["numbers"])
             fresh.numbers += payload["numbers"]
             fresh.times += payload["times"]
-        self.receipts.numbers += fresh.numbers
-        self.receipts.times += fresh.times
         return fresh
 
 

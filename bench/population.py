@@ -220,10 +220,6 @@ class Request:
     inbox: int
     """App inbox copies it should make (every notified person)."""
 
-    @property
-    def key(self) -> bytes:
-        return str(self.payload["conversation_id"]).encode()
-
 
 class RequestFactory:
     """Send requests of 1-15 recipients in one district's conversation, numbered in order;

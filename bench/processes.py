@@ -190,16 +190,14 @@ class Service:
         raise RuntimeError(f"notifier not ready after {START_SECONDS:.0f} s: {last}")
 
 
-async def start_service(
-    children: Children, name: str, env: dict[str, str], run_dir: Path
-) -> Service:
+async def start_service(children: Children, name: str, env: dict[str, str]) -> Service:
     port = free_port()
     child, _ = await children.spawn(
         name,
         notifier_command(),
         env | {"NOTIFIER_HTTP_HOST": "127.0.0.1", "NOTIFIER_HTTP_PORT": str(port)},
         # Not the repository: its config/notifier.yaml must not be read.
-        cwd=run_dir,
+        cwd=children.run_dir,
         read_url=False,
     )
     service = Service(child, f"http://127.0.0.1:{port}")

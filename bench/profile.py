@@ -176,7 +176,6 @@ def _package(path: str) -> str:
     head = parts[0] if parts else "other"
     if head.endswith(".py") and len(parts) == 1:
         # py-spy shortens stdlib paths to the bare module file.
-        stdlib = set(sys.stdlib_module_names)
         module = head.removesuffix(".py")
-        return f"stdlib:{module}" if module in stdlib else module
+        return f"stdlib:{module}" if module in sys.stdlib_module_names else module
     return head.removesuffix(".py")

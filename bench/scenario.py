@@ -144,9 +144,7 @@ async def run_scenario(
     services: list[Service] = []
     # One at a time: the first migrates the empty database, the others find it migrated.
     for number in range(processes):
-        services.append(
-            await start_service(ctx.children, f"notifier-{name}-{number + 1}", env, ctx.run_dir)
-        )
+        services.append(await start_service(ctx.children, f"notifier-{name}-{number + 1}", env))
 
     started = time.monotonic()
     events = await ctx.load.publish_directory(ctx.directory)

@@ -329,8 +329,8 @@ def rendered(rendered_path: str, *values_paths: str) -> None:
             "give 30 s to stop (the app takes 25)",
         )
         _check_security(pod, container, where, expect)
+        replicas = deployment["spec"].get("replicas")
         if component == "consumer":
-            replicas = deployment["spec"].get("replicas")
             keda = values["consumer"]["keda"]["enabled"]
             expect(
                 (replicas is None) == keda, where, "leave replicas to KEDA exactly when KEDA is on"
@@ -341,7 +341,6 @@ def rendered(rendered_path: str, *values_paths: str) -> None:
                 f"have at most {partitions} replicas",
             )
         else:
-            replicas = deployment["spec"].get("replicas")
             expect(
                 (replicas is None) == values["http"]["autoscaling"]["enabled"],
                 where,

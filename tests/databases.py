@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -14,9 +15,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import postgres_url
 
+Backend = Literal["sqlite", "postgresql"]
+
 
 @asynccontextmanager
-async def fresh_database(tmp_path: Path, backend: str, prefix: str = "t") -> AsyncIterator[str]:
+async def fresh_database(tmp_path: Path, backend: Backend, prefix: str = "t") -> AsyncIterator[str]:
     """The URL of an empty database: a SQLite file in ``tmp_path``, or a new database on
     the test PostgreSQL server (dropped afterwards)."""
     if backend == "sqlite":

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from notifier.adapters.clock import SystemClock
-from notifier.adapters.store import SqlStore, create_engine
+from notifier.adapters.store import SqlStore
 from notifier.domain.errors import RejectionCode, RequestRejected
 from notifier.entrypoints.consumer import _refusing_bad_data
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[SqlStore]:
-    engine = create_engine("sqlite+aiosqlite:///:memory:")
-    yield SqlStore(engine, SystemClock())
-    await engine.dispose()
 
 
 def test_a_failure_of_the_messages_own_data_is_a_rejection_without_its_details(

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from notifier.metrics import PrometheusMetrics
 from tests.story import MARIA_EMAIL, Story, running_story
 from tests.test_failover_story import MARIA
 from tests.test_pipeline_kafka import WAIT_SECONDS, send_request
+from tests.test_service_process import _samples as samples
 
 pytestmark = pytest.mark.kafka
 
@@ -25,14 +25,6 @@ pytestmark = pytest.mark.kafka
 async def story(tmp_path: Path) -> AsyncIterator[Story]:
     async with running_story(tmp_path) as story:
         yield story
-
-
-def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-    }
 
 
 def value(

@@ -35,11 +35,8 @@ from abc import abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
 
-from tests.fakes.http_server import FakeJsonApi, ReceivedRequest, Reply
-
-FailureT = TypeVar("FailureT")
+from tests.fakes.http_server import FailureT, FakeJsonApi, ReceivedRequest, Reply
 
 
 class Fault(StrEnum):
@@ -127,7 +124,7 @@ class FaultInjectingApi(FakeJsonApi[FailureT]):
 
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """The fault options of a fake provider's command line."""
-    faults = parser.add_argument_group("faults (see tests/faults/fault_modes.py)")
+    faults = parser.add_argument_group("faults (see tests/fakes/fault_modes.py)")
     faults.add_argument("--error-rate", type=float, default=0.0, help="share answered 500")
     faults.add_argument("--throttle-rate", type=float, default=0.0, help="share answered 429")
     faults.add_argument("--hang-rate", type=float, default=0.0, help="share held, then answered")

@@ -1,18 +1,19 @@
 """What the two fuzz modules (test_fuzz_stream.py, test_fuzz_http.py) share: hostile values as
 hypothesis strategies, a fixed sample of examples drawn ahead of a run, the hypothesis settings
-that keep both reproducible and inside their time budget, and a fresh database per running
-service on either backend."""
+that keep both reproducible and inside their time budget, and the two backends (each running
+service gets a fresh database of one: tests/databases.py)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tests.databases import Backend
+
 T = TypeVar("T")
-Backend = Literal["sqlite", "postgresql"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "postgresql")
 
 REPRODUCIBLE = settings(

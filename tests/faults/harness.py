@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -44,12 +44,12 @@ from sqlalchemy.pool import NullPool
 from notifier.adapters import tables
 from notifier.adapters.store import create_engine
 from tests.conftest import kafka_bootstrap, postgres_url
+from tests.databases import Backend
 from tests.fakes.sendgrid_server import AcceptedMail, FakeSendGrid
 from tests.fakes.twilio_server import FakeTwilio
 from tests.test_pipeline_kafka import DISTRICT, recipient, send_request
 from tests.test_service_process import EXIT_SECONDS, Harness, ServiceProcess, _service_env
 
-Backend = Literal["sqlite", "postgresql"]
 KeyT = TypeVar("KeyT")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -621,7 +621,6 @@ class FaultSummary:
         self,
         scenario: str,
         *,
-        messages: int,
         dead_lettered: int,
         good_deliveries: int,
         lost: int,
@@ -629,7 +628,7 @@ class FaultSummary:
         problems: int,
         note: str,
     ) -> None:
-        """One fuzz run: ``messages`` fuzzed, good requests' deliveries after them."""
+        """One fuzz run: what was dead-lettered, and the good requests' deliveries."""
         row = self.rows.setdefault(scenario, ScenarioRow(scenario, bad_input=True))
         row.runs += 1
         row.deliveries += good_deliveries

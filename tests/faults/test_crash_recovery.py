@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Backend, FaultSummary, Load, fault_run
+from tests.databases import Backend
+from tests.faults.harness import FaultSummary, Load, fault_run
 
 pytestmark = pytest.mark.kafka
 

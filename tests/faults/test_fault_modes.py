@@ -1,4 +1,4 @@
-"""The fake providers' fault modes themselves (tests/faults/fault_modes.py), over HTTP."""
+"""The fake providers' fault modes themselves (tests/fakes/fault_modes.py), over HTTP."""
 
 from __future__ import annotations
 

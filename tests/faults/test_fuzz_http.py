@@ -62,14 +62,13 @@ from notifier.config import (
 from notifier.domain.resume_links import make_token
 from notifier.entrypoints.console import NONCE_COOKIE, SESSION_COOKIE, csrf_value
 from notifier.entrypoints.http import create_app
-from tests.databases import fresh_database
+from tests.databases import Backend, fresh_database
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
 from tests.fakes.twilio_server import FakeTwilio
 from tests.faults.fuzzing import (
     BACKENDS,
     REPRODUCIBLE,
-    Backend,
     examples,
     hostile_text,
     huge_text,
@@ -411,7 +410,7 @@ def header_values() -> st.SearchStrategy[bytes]:
     )
 
 
-def authorizations(service: Service) -> st.SearchStrategy[tuple[tuple[str, bytes], ...]]:
+def authorizations() -> st.SearchStrategy[tuple[tuple[str, bytes], ...]]:
     """Mostly a valid token (to reach the handlers), else none, an unknown one, or junk."""
     valid = st.sampled_from([SUPPORT_TOKEN, SUPPORT_TOKEN, ADMIN_TOKEN, ADMIN_TOKEN, MARIA_TOKEN])
     bearer = st.one_of(valid, valid, valid, st.sampled_from(["ntf_unknown", ""])).map(
@@ -517,7 +516,7 @@ def api_calls(draw: st.DrawFn, service: Service) -> Call:
     if draw(RARELY):
         method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]))
         body = draw(bodies())
-    headers = draw(authorizations(service)) + draw(extra_headers())
+    headers = draw(authorizations()) + draw(extra_headers())
     if body is not None and draw(st.booleans()):
         headers += (("Content-Type", b"application/json"),)
     return Call(method, path, query, headers, body)
@@ -1057,7 +1056,7 @@ def any_calls(draw: st.DrawFn, service: Service) -> Call:
         method,
         path,
         draw(queries()),
-        draw(authorizations(service)) + draw(extra_headers()),
+        draw(authorizations()) + draw(extra_headers()),
         body=draw(bodies()) if method not in ("GET", "HEAD") else None,
     )
 

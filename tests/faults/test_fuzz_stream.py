@@ -63,12 +63,11 @@ from sqlalchemy.exc import DBAPIError
 
 from notifier.config import DatabaseSettings, Settings
 from tests.conftest import kafka_bootstrap
-from tests.databases import fresh_database
+from tests.databases import Backend, fresh_database
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.twilio_server import FakeTwilio
 from tests.faults.fuzzing import (
     BACKENDS,
-    Backend,
     draw_sample,
     hostile_text,
     huge_text,
@@ -81,6 +80,7 @@ from tests.test_pipeline_kafka import (
     DISTRICT,
     Pipeline,
     Topic,
+    _final,
     recipient,
     running_pipeline,
     send_request,
@@ -1347,11 +1347,9 @@ def dead_letter_problem(dead: ConsumerRecord[bytes, bytes], published: Published
 
 
 def final_deliveries(events: Topic, message_id: str | None) -> set[tuple[str, str]]:
-    return {
-        (event["recipient_id"], event["channel"])
-        for event in events.events()
-        if event["message_id"] == message_id and event["status"] != "queued"
-    }
+    if message_id is None:
+        return set()
+    return {(e["recipient_id"], e["channel"]) for e in _final(events.events(), message_id)}
 
 
 async def read_to_end(topic: Topic) -> None:
@@ -1467,7 +1465,6 @@ async def test_bad_input_is_dead_lettered_and_never_stops_delivery(
             )
             fault_summary.record_fuzz(
                 "fuzzed input (stream)",
-                messages=len(messages),
                 dead_lettered=len(run.dead_letters.records),
                 good_deliveries=good_deliveries,
                 lost=run.undelivered_good,

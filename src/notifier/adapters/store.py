@@ -115,6 +115,7 @@ class SqlStore:
         )
         self._outcome_statement = self._outcome_update()
         self._event_history_statement = self._insert(t.delivery_events).on_conflict_do_nothing()
+        self._inbox_statement = self._insert(t.app_inbox).on_conflict_do_nothing()
         # The delivery path's writes, each joined with its concurrent peers into one
         # transaction (see group_commit.py).
         self._claims = GroupCommit(self._claim_many, isolates=self._isolates)
@@ -339,8 +340,11 @@ class SqlStore:
         # A delivery twice in one batch (never from one process's concurrent work, which
         # waits for the first copy) is claimed by its first copy and found by the second,
         # as two transactions one after the other would do.
-        first_index = {r.delivery_id: i for i, r in reversed(list(enumerate(records)))}
-        first_copy = [first_index[r.delivery_id] == i for i, r in enumerate(records)]
+        seen: set[str] = set()
+        first_copy = []
+        for record in records:
+            first_copy.append(record.delivery_id not in seen)
+            seen.add(record.delivery_id)
         fresh = [r for r, first in zip(records, first_copy, strict=True) if first]
         rows = [_delivery_values(r) | {"created_at": now, "updated_at": now} for r in fresh]
         async with self._engine.begin() as connection:
@@ -808,7 +812,7 @@ class SqlStore:
         now = self._clock.now()
         async with self._engine.begin() as connection:
             await connection.execute(
-                self._insert(t.app_inbox).on_conflict_do_nothing(),
+                self._inbox_statement,
                 [
                     {
                         "entry_id": message.delivery_id,

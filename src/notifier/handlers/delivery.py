@@ -370,9 +370,8 @@ async def _deliver_shared_once(
         }
         # One text answered for everyone on the phone: all their answers are kept before
         # any is recorded, so a failure midway loses none of them.
-        cost = (message.sms.segments, message.sms.encoding) if message.sms else None
         for index, final in finals.items():
-            deps.unrecorded[records[index].delivery_id] = UnrecordedOutcome(final, cost)
+            deps.unrecorded[records[index].delivery_id] = _answer(final, message)
         for index, final in finals.items():
             await _record_final(request, records[index], final, message, deps)
             results[index] = (final, False)
@@ -419,9 +418,13 @@ async def _record_final(
         deps.metrics.delivery_latency(
             record.channel, (final.occurred_at - request.created_at).total_seconds()
         )
+    await _record_answer(record, _answer(final, message), deps)
+
+
+def _answer(final: DeliveryEvent, message: OutboundMessage) -> UnrecordedOutcome:
     # What the text cost goes in with the outcome: no extra write on the hot path.
     cost = (message.sms.segments, message.sms.encoding) if message.sms else None
-    await _record_answer(record, UnrecordedOutcome(final, cost), deps)
+    return UnrecordedOutcome(final, cost)
 
 
 async def _record_answer(
