@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,8 @@ import orjson
 import pytest
 
 from notifier.domain.model import Channel, ContactStatus
+from notifier.domain.resume_links import make_token
+from notifier.ports import AuditEntry
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
 from tests.story import (
     INBOUND_URL,
@@ -339,7 +342,22 @@ async def test_texting_stop_opts_the_number_out_and_start_lifts_it(story: Story)
     assert forged.status_code == 403
 
 
-async def test_the_resume_link_in_the_fallback_text_turns_email_back_on(story: Story) -> None:
+# -- The person's resume link ------------------------------------------------------------------
+# A link is opened by more than its owner: messaging apps, carrier URL scanners and mail
+# security gateways fetch it for a preview. Opening it only asks; the button (a POST) resets.
+
+PREVIEW_AGENTS = [
+    "WhatsApp/2.23.20.0 A",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Mozilla/5.0 (compatible; Slackbot-LinkExpanding 1.0; +https://api.slack.com/robots)",
+]
+ASKS_IN_SPANISH = "¿Quiere volver a recibir los mensajes por correo en"
+THANKS_IN_SPANISH = "Gracias. Los mensajes volverán a llegar a"
+UNSUBSCRIBED_IN_SPANISH = "se dio de baja, por lo que este enlace no vuelve a activar el correo"
+
+
+async def resume_link_while_failing(story: Story) -> str:
+    """Maria's inbox is full: the first fallback text carries her resume link (its path)."""
     line = story.line
     await line.load_directory([MARIA])
     await line.send(send_request("msg-link", ["guardian-maria"]))
@@ -348,16 +366,135 @@ async def test_the_resume_link_in_the_fallback_text_turns_email_back_on(story: S
     await line.final_events("msg-link", 3)
     [body] = [r.form["Body"] for r in line.twilio.received]
     link = body[body.index("https://notifier.example/r/") :].split()[0]
-    path = link.removeprefix("https://notifier.example")
+    return link.removeprefix("https://notifier.example")
 
-    tampered = await story.http.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"))
-    followed = await story.http.get(path)
 
-    assert tampered.status_code == 400
-    assert followed.status_code == 200
-    assert MARIA_EMAIL in followed.text
-    assert line.container is not None
-    points = await line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
-    assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
-    [entry] = [e for e in await line.container.store.audit_entries() if e.address == MARIA_EMAIL]
-    assert (entry.actor, entry.scope) == ("person", "resume link")
+async def maria_email(story: Story) -> ContactStatus:
+    assert story.line.container is not None
+    points = await story.line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
+    return points[(Channel.EMAIL, MARIA_EMAIL)].status
+
+
+async def maria_audit(story: Story) -> list[AuditEntry]:
+    assert story.line.container is not None
+    return [e for e in await story.line.container.store.audit_entries() if e.address == MARIA_EMAIL]
+
+
+def suppression_deletes(story: Story) -> list[str]:
+    return [r.path for r in story.line.sendgrid.received if r.method == "DELETE"]
+
+
+async def test_opening_the_resume_link_asks_in_her_language_and_changes_nothing(
+    story: Story,
+) -> None:
+    path = await resume_link_while_failing(story)
+
+    opened = await story.http.get(path)
+    previews = [
+        await story.http.get(path, headers={"User-Agent": agent}) for agent in PREVIEW_AGENTS
+    ]
+    head = await story.http.head(path)
+
+    assert await maria_email(story) is ContactStatus.FAILING
+    assert await maria_audit(story) == []
+    assert suppression_deletes(story) == []
+    assert opened.status_code == 200, opened.text
+    assert opened.headers["content-type"].startswith("text/html")
+    assert '<html lang="es" dir="ltr">' in opened.text
+    assert ASKS_IN_SPANISH in opened.text
+    assert MARIA_EMAIL in opened.text
+    assert '<form method="post">' in opened.text, "the button posts back to the link"
+    assert '<button type="submit">' in opened.text
+    assert [preview.text for preview in previews] == [opened.text] * len(PREVIEW_AGENTS)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == opened.headers["content-type"]
+    assert opened.headers["Referrer-Policy"] == "no-referrer", "the token stays in the link"
+
+
+async def test_the_button_turns_email_back_on_once_and_pressing_it_again_changes_nothing(
+    story: Story,
+) -> None:
+    path = await resume_link_while_failing(story)
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+
+    refused = await story.http.post(tampered)
+    pressed = await story.http.post(path)
+    pressed_again = await story.http.post(path)
+
+    assert refused.status_code == 400
+    assert pressed.status_code == 200, pressed.text
+    assert THANKS_IN_SPANISH in pressed.text
+    assert MARIA_EMAIL in pressed.text
+    assert "<form" not in pressed.text
+    assert (pressed_again.status_code, pressed_again.text) == (200, pressed.text)
+    assert await maria_email(story) is ContactStatus.ACTIVE
+    assert suppression_deletes(story) == ["/v3/suppression/bounces/maria@example.org"]
+    [entry] = await maria_audit(story)
+    assert (entry.actor, entry.scope, entry.action) == (
+        "person",
+        "resume link",
+        "reset_contact_point",
+    )
+    assert entry.outcome is not None
+    assert entry.outcome.startswith("failing -> active")
+
+    await story.line.send(send_request("msg-after-link", ["guardian-maria"]))
+    back = {e["channel"]: e for e in await story.line.final_events("msg-after-link", 2)}
+    assert (back["email"]["status"], back["email"]["route"]) == ("sent", "preferred")
+
+
+async def test_the_resume_link_does_not_undo_an_unsubscribe(story: Story) -> None:
+    path = await resume_link_while_failing(story)
+    unsubscribe = story.bounce(event="unsubscribe")
+    for key in ("type", "bounce_classification", "reason", "status"):
+        unsubscribe.pop(key)
+    assert (await story.sendgrid_events([unsubscribe])).status_code == 200
+    assert await maria_email(story) is ContactStatus.OPTED_OUT
+    audited = await maria_audit(story)
+
+    opened = await story.http.get(path)
+    pressed = await story.http.post(path)
+
+    assert opened.status_code == 200
+    assert UNSUBSCRIBED_IN_SPANISH in opened.text
+    assert "<form" not in opened.text, "no button to press"
+    assert pressed.status_code == 409
+    assert UNSUBSCRIBED_IN_SPANISH in pressed.text
+    assert MARIA_EMAIL in pressed.text
+    assert await maria_email(story) is ContactStatus.OPTED_OUT
+    assert await maria_audit(story) == audited
+    assert suppression_deletes(story) == []
+
+
+@pytest.mark.parametrize(
+    ("language", "html", "asks"),
+    [
+        ("es", '<html lang="es" dir="ltr">', ASKS_IN_SPANISH),
+        ("ar", '<html lang="ar" dir="rtl">', "هل تريد تلقي الرسائل عبر البريد الإلكتروني على"),
+        ("ko", '<html lang="en" dir="ltr">', "Get messages by email at"),  # not offered here
+        (None, '<html lang="en" dir="ltr">', "Get messages by email at"),
+    ],
+    ids=["spanish", "arabic", "korean, which the district does not offer", "no language"],
+)
+async def test_the_resume_link_speaks_the_language_of_whoever_uses_the_address(
+    story: Story, language: str | None, html: str, asks: str
+) -> None:
+    await story.line.load_directory([MARIA | {"language": language}])
+    token = make_token(MARIA_EMAIL, datetime.now(UTC) + timedelta(hours=1), b"resume-secret")
+
+    page = await story.http.get(f"/r/{token}")
+
+    assert page.status_code == 200, page.text
+    assert html in page.text
+    assert asks in page.text
+
+
+async def test_the_resume_page_escapes_the_address_it_names(story: Story) -> None:
+    hostile = '"><script>alert(1)</script>@example.org'
+    token = make_token(hostile, datetime.now(UTC) + timedelta(hours=1), b"resume-secret")
+
+    page = await story.http.get(f"/r/{token}")
+
+    assert page.status_code == 200, page.text
+    assert "<script>" not in page.text
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;@example.org" in page.text

@@ -43,6 +43,8 @@ from notifier.handlers.contact_points import (
     SuppressionOutcome,
     apply_sms_keyword,
     reset_contact_point,
+    resume_email,
+    resume_link_target,
     sms_keyword,
 )
 from notifier.handlers.delivery import ResumeLinks
@@ -894,6 +896,75 @@ async def test_a_fallback_for_a_one_off_email_fault_does_not_use_up_the_resume_l
 
     assert [m.message_id for m in world.sms.sent] == ["msg-1", "msg-2"]
     assert resume_token(world.sms.sent[1]) is not None
+
+
+async def test_the_resume_link_lifts_a_failing_email_once_and_pressing_again_changes_nothing(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(email_first())
+    await world.deliver("msg-1", LUCIA)
+    await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
+
+    first = await resume_email(LUCIA_EMAIL, "req-1", world.deps.contact_points)
+    again = await resume_email(LUCIA_EMAIL, "req-2", world.deps.contact_points)
+
+    assert (first.lifted, first.previous.status, first.suppression) == (
+        True,
+        ContactStatus.FAILING,
+        SuppressionOutcome.REMOVED,
+    )
+    assert (again.lifted, again.previous.status, again.suppression) == (
+        False,
+        ContactStatus.ACTIVE,
+        SuppressionOutcome.NOT_APPLICABLE,
+    )
+    assert (await world.point(Channel.EMAIL, LUCIA_EMAIL)).status is ContactStatus.ACTIVE
+    assert world.suppressions.asked == [LUCIA_EMAIL]
+    [entry] = await world.store.audit_entries()
+    assert (entry.actor, entry.scope, entry.request_id) == ("person", "resume link", "req-1")
+
+
+async def test_the_resume_link_leaves_an_opt_out_as_it_is(world: World) -> None:
+    await world.store.upsert_recipient(email_first())
+    await world.deliver("msg-1", LUCIA)
+    await world.sendgrid(classify_sendgrid("spamreport"), address=LUCIA_EMAIL)
+
+    result = await resume_email(LUCIA_EMAIL, "req-1", world.deps.contact_points)
+
+    assert (result.lifted, result.previous.status) == (False, ContactStatus.OPTED_OUT)
+    point = await world.point(Channel.EMAIL, LUCIA_EMAIL)
+    assert (point.status, point.reason) == (ContactStatus.OPTED_OUT, Reason.SPAM_REPORT)
+    assert await world.store.audit_entries() == []
+    assert world.suppressions.asked == []
+
+
+async def test_supports_reset_of_an_active_email_clears_the_providers_block_list_again(
+    world: World,
+) -> None:
+    # The console's advice when the block list could not be cleared: reset it again later.
+    await world.store.upsert_recipient(email_first())
+
+    result = await reset_contact_point(
+        Channel.EMAIL, LUCIA_EMAIL, SUPPORT, "block list retry", None, world.deps.contact_points
+    )
+
+    assert (result.lifted, result.previous.status) == (True, ContactStatus.ACTIVE)
+    assert world.suppressions.removed == [LUCIA_EMAIL]
+    [entry] = await world.store.audit_entries()
+    assert entry.outcome is not None
+    assert entry.outcome.startswith("active -> active")
+
+
+async def test_the_resume_link_finds_the_language_of_whoever_uses_the_address(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(email_first())
+
+    known = await resume_link_target(LUCIA_EMAIL, world.deps.contact_points)
+    unknown = await resume_link_target("nobody@home.example", world.deps.contact_points)
+
+    assert (known.language, known.point.status) == ("es", ContactStatus.ACTIVE)
+    assert unknown.language is None
 
 
 async def test_an_undelivered_shared_text_fails_over_everyone_it_was_for(world: World) -> None:

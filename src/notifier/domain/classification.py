@@ -44,8 +44,8 @@ SENDGRID_EVENTS: Mapping[str, Classification] = MappingProxyType(
         "spamreport": Classification(None, Reason.SPAM_REPORT, ContactEffect.OPTED_OUT),
         "unsubscribe": Classification(None, Reason.OPTED_OUT, ContactEffect.OPTED_OUT),
         "group_unsubscribe": Classification(None, Reason.OPTED_OUT, ContactEffect.OPTED_OUT),
-        # Opting back in to one group doesn't undo an account-wide unsubscribe; resets go
-        # through support or the person's own resume link.
+        # Opting back in to one group doesn't undo an account-wide unsubscribe; only
+        # support's reset lifts it (the person's resume link lifts a failing address only).
         "group_resubscribe": IGNORED,
     }
 )

@@ -1,7 +1,13 @@
 """Provider webhooks: SendGrid's Event Webhook and Inbound Parse, Twilio's status callbacks
 and inbound texts, and the person's resume-email link. Authenticated by the providers'
 signatures (Inbound Parse, which signs nothing, by a configured secret); a request that
-fails verification gets 403 and changes nothing."""
+fails verification gets 403 and changes nothing.
+
+The resume link's token is its only credential, and opening it changes nothing: messaging
+apps, carrier URL scanners and mail gateways fetch links for a preview with nobody there.
+GET (and HEAD) shows a page in the person's language with a button; the button is a plain
+form POST to the same URL, and only that resets (RFC 8058 makes one-click unsubscribe a POST
+for the same reason)."""
 
 from __future__ import annotations
 
@@ -9,19 +15,22 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from notifier.bootstrap import Container
-from notifier.domain.model import Channel, ReplyAttachment
+from notifier.domain.model import Channel, ContactStatus, ReplyAttachment
+from notifier.domain.rendering import Wording, text_direction
 from notifier.domain.resume_links import InvalidResumeToken, read_token
 from notifier.handlers.contact_points import (
-    Actor,
     apply_sms_keyword,
-    reset_contact_point,
+    resume_email,
+    resume_link_target,
     sms_keyword,
 )
 from notifier.handlers.follow_up import record_provider_report
@@ -32,6 +41,21 @@ log = logging.getLogger(__name__)
 
 MAX_ATTACHMENTS = 50
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+SOURCE_LANGUAGE = "en"
+"""The catalogs' message ids are English: the page for an address nobody in the directory uses."""
+
+# The resume page's URL holds the token: it is never passed on as a referrer, cached or
+# indexed, and its button can't be framed by another site.
+RESUME_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+}
 
 
 def webhook_router() -> APIRouter:
@@ -170,33 +194,123 @@ def webhook_router() -> APIRouter:
     async def sendgrid_inbound_secret_path(secret: str, request: Request) -> JSONResponse:
         return await sendgrid_inbound(request, secret)
 
+    pages = Environment(
+        loader=PackageLoader("notifier", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    def resume_page(
+        language: str,
+        wording: Wording,
+        text: str,
+        *,
+        button: str | None = None,
+        status_code: int = status.HTTP_200_OK,
+    ) -> HTMLResponse:
+        html = pages.get_template("resume_email.html").render(
+            language=language,
+            direction=text_direction(language),
+            title=wording.gettext("Email notifications"),
+            text=text,
+            button=button,
+        )
+        return HTMLResponse(html, status_code=status_code, headers=RESUME_PAGE_HEADERS)
+
+    def resume_address(token: str, container: Container) -> str | HTMLResponse:
+        """The address the token names, or the page saying why there is none."""
+        secret = container.settings.delivery.resume_link_secret
+        english = container.deliveries.catalogs.wording(SOURCE_LANGUAGE)
+        if secret is None:
+            return resume_page(
+                SOURCE_LANGUAGE,
+                english,
+                "This link is not in use.",
+                status_code=status.HTTP_404_NOT_FOUND,
+            )
+        try:
+            return read_token(token, secret.get_secret_value().encode(), _now())
+        except InvalidResumeToken:
+            return resume_page(
+                SOURCE_LANGUAGE,
+                english,
+                "This link has expired or is not valid. Ask your school to turn email back on.",
+                status_code=status.HTTP_400_BAD_REQUEST,
+            )
+
+    resume_responses: dict[int | str, dict[str, Any]] = {
+        400: {"description": "The link has expired or is not valid (a page)"},
+        404: {"description": "Resume links are not configured (a page)"},
+    }
+
+    @router.head(
+        "/r/{token}",
+        summary="The resume-email link's page, headers only; changes nothing",
+        response_class=HTMLResponse,
+        responses=resume_responses,
+    )
     @router.get(
         "/r/{token}",
-        summary="The person's resume-email link from a fallback text",
+        summary="The person's resume-email link from a fallback text: a page asking, "
+        "with a button; changes nothing",
         response_class=HTMLResponse,
+        responses=resume_responses,
     )
-    async def resume_email(token: str, request: Request) -> HTMLResponse:
+    async def resume_link(token: str, request: Request) -> HTMLResponse:
         container: Container = request.app.state.container
-        secret = container.settings.delivery.resume_link_secret
-        if secret is None:
-            return _page("This link is not in use.", status_code=404)
-        try:
-            address = read_token(token, secret.get_secret_value().encode(), _now())
-        except InvalidResumeToken:
-            return _page(
-                "This link has expired or is not valid. Ask your school to turn email back on.",
-                status_code=400,
-            )
-        await reset_contact_point(
-            Channel.EMAIL,
-            address,
-            Actor.person("resume link"),
-            None,
-            request.state.request_id,
-            container.follow_up.contact_points,
+        address = resume_address(token, container)
+        if isinstance(address, HTMLResponse):
+            return address
+        target = await resume_link_target(address, container.follow_up.contact_points)
+        language = target.language or SOURCE_LANGUAGE
+        wording = container.deliveries.catalogs.wording(language)
+        if target.point.status is ContactStatus.OPTED_OUT:
+            return resume_page(language, wording, _unsubscribed(wording, address))
+        return resume_page(
+            language,
+            wording,
+            wording.gettext("Get messages by email at {address} again?").format(
+                address=_isolated(address)
+            ),
+            button=wording.gettext("Yes, use email again"),
         )
-        container.metrics.status_reset(Channel.EMAIL, "person")
-        return _page(f"Thank you. Messages will go to {address} again.")
+
+    @router.post(
+        "/r/{token}",
+        summary="The button on the resume-email page: a failing address becomes active "
+        "again; repeating it changes nothing, and an opt-out stays",
+        response_class=HTMLResponse,
+        responses=resume_responses
+        | {409: {"description": "The address is opted out; the link doesn't lift that"}},
+    )
+    async def resume_link_pressed(token: str, request: Request) -> HTMLResponse:
+        container: Container = request.app.state.container
+        address = resume_address(token, container)
+        if isinstance(address, HTMLResponse):
+            return address
+        deps = container.follow_up.contact_points
+        target = await resume_link_target(address, deps)
+        language = target.language or SOURCE_LANGUAGE
+        wording = container.deliveries.catalogs.wording(language)
+        result = await resume_email(address, request.state.request_id, deps)
+        if result.lifted:
+            container.metrics.status_reset(Channel.EMAIL, "person")
+        if result.previous.status is ContactStatus.OPTED_OUT:
+            return resume_page(
+                language,
+                wording,
+                _unsubscribed(wording, address),
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        return resume_page(
+            language,
+            wording,
+            wording.gettext("Thank you. Messages will go to {address} again.").format(
+                address=_isolated(address)
+            ),
+        )
 
     return router
 
@@ -213,14 +327,17 @@ def _refused(reason: str) -> JSONResponse:
     return JSONResponse({"error": "forbidden", "detail": reason}, status_code=403)
 
 
-def _page(text: str, *, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Email notifications</title></head><body><main><p>{escape(text)}</p></main>"
-        "</body></html>",
-        status_code=status_code,
-    )
+def _unsubscribed(wording: Wording, address: str) -> str:
+    return wording.gettext(
+        "{address} is unsubscribed, so this link does not turn email back on. "
+        "To get messages by email again, ask your school."
+    ).format(address=_isolated(address))
+
+
+def _isolated(address: str) -> str:
+    """The address set apart from the sentence's direction (Unicode first-strong isolate),
+    so that in Arabic it still reads left to right and stays whole."""
+    return f"\u2068{address}\u2069"
 
 
 def _now() -> datetime:

@@ -10,12 +10,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from notifier.domain.model import Channel, ContactPoint, ContactStatus, Reason
-from notifier.domain.resolution import contact_point
+from notifier.domain.resolution import choose_language, contact_point
 from notifier.ports import AuditEntry, Clock, ProviderError, Store, Suppressions
 
 log = logging.getLogger(__name__)
 
 SUPPRESSION_ATTEMPTS = 3
+
+ANY_STATUS = frozenset(ContactStatus)
+"""Support's reset: from any status (on an active address it clears the provider's block
+list again), except an SMS STOP, which only the person's START lifts."""
+RESUME_LINK_LIFTS = frozenset({ContactStatus.FAILING})
+"""The resume link lifts only a failing address. An opt-out is lifted by the person's START
+(a number) or support's reset (an email), never by a link whoever holds the text can open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,9 @@ class ResetResult:
     previous: ContactPoint
     suppression: SuppressionOutcome
     suppression_detail: str | None = None
+    lifted: bool = True
+    """False: the address's status was not one the reset lifts, and nothing was written,
+    cleared at the provider or audited."""
 
 
 class ResetRefused(Exception):
@@ -65,13 +75,18 @@ async def reset_contact_point(
     note: str | None,
     request_id: str | None,
     deps: ContactPointDependencies,
+    *,
+    lifts: frozenset[ContactStatus] = ANY_STATUS,
 ) -> ResetResult:
     """Back to active, so the preferred channel is used again; audited. Clears the provider's
     own suppression of the address (SendGrid drops mail to a bounced address until then);
-    a failure to do so is reported, not swallowed."""
+    a failure to do so is reported, not swallowed. From a status outside ``lifts`` it does
+    nothing and says so (``lifted`` is False), which makes such a reset safe to repeat."""
     previous = contact_point(
         await deps.store.contact_points([(channel, address)]), channel, address
     )
+    if previous.status not in lifts:
+        return ResetResult(previous, SuppressionOutcome.NOT_APPLICABLE, lifted=False)
     if (
         channel is Channel.SMS
         and previous.status is ContactStatus.OPTED_OUT
@@ -102,6 +117,43 @@ async def reset_contact_point(
         )
     )
     return ResetResult(previous, suppression, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeLinkTarget:
+    """What the person's resume link finds: the address and who reads the page."""
+
+    point: ContactPoint
+    language: str | None
+    """The language of the people using the address (the first's, as its district offers
+    it); None when nobody in the directory uses it."""
+
+
+async def resume_link_target(address: str, deps: ContactPointDependencies) -> ResumeLinkTarget:
+    """Reads only: opening the link must change nothing (link previews open it too)."""
+    point = contact_point(
+        await deps.store.contact_points([(Channel.EMAIL, address)]), Channel.EMAIL, address
+    )
+    people = await deps.store.recipients_using(Channel.EMAIL, address)
+    district = await deps.store.district(people[0].district_id) if people else None
+    language = choose_language(people[0].language, district) if district else None
+    return ResumeLinkTarget(point, language)
+
+
+async def resume_email(
+    address: str, request_id: str | None, deps: ContactPointDependencies
+) -> ResetResult:
+    """The person's own reset from the link in a fallback text: a failing address becomes
+    active; an active one (a second press) or an opted-out one is left as it is."""
+    return await reset_contact_point(
+        Channel.EMAIL,
+        address,
+        Actor.person("resume link"),
+        None,
+        request_id,
+        deps,
+        lifts=RESUME_LINK_LIFTS,
+    )
 
 
 async def _clear_suppression(
