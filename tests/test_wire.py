@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import ValidationError
+from jsonschema import Draft7Validator
+from pydantic import BaseModel, ValidationError
 
 from notifier.domain.model import (
     Attachment,
@@ -21,7 +22,14 @@ from notifier.domain.model import (
     Route,
     Sender,
 )
-from notifier.wire import DistrictWire, RecipientWire, SendRequestWire, encode_event
+from notifier.wire import (
+    NUL,
+    ConversationStateWire,
+    DistrictWire,
+    RecipientWire,
+    SendRequestWire,
+    encode_event,
+)
 
 # The examples of shared/spec/contract.md, verbatim.
 SEND_REQUEST_EXAMPLE: dict[str, Any] = {
@@ -430,3 +438,125 @@ def test_encoded_event_keeps_reason_and_null_fallback() -> None:
     assert payload["reason"] == "opted_out"
     assert payload["fallback_from"] is None
     assert payload["provider"] is None
+
+
+# The published schemas (AsyncAPI and the README's limits table are made of them)
+
+INPUT_MODELS: list[type[BaseModel]] = [
+    SendRequestWire,
+    RecipientWire,
+    DistrictWire,
+    ConversationStateWire,
+]
+CONVERSATION_STATE_EXAMPLE: dict[str, Any] = {
+    "schema": "conversation-state/1",
+    "conversation_id": "conv-77",
+    "status": "open",
+    "muted_by": ["guardian-9"],
+    "updated_at": "2026-11-28T15:00:00Z",
+}
+
+
+def published_schema_refuses(model: type[BaseModel], payload: dict[str, Any]) -> bool:
+    # Draft 7: the JSON Schema dialect AsyncAPI 3's Schema Object extends.
+    schema = model.model_json_schema(by_alias=True)
+    Draft7Validator.check_schema(schema)
+    return not Draft7Validator(schema).is_valid(payload)
+
+
+def model_refuses(model: type[BaseModel], payload: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(payload)
+    except ValidationError:
+        return True
+    return False
+
+
+def string_schemas(schema: Any) -> list[dict[str, Any]]:
+    if isinstance(schema, list):
+        return [found for item in schema for found in string_schemas(item)]
+    if not isinstance(schema, dict):
+        return []
+    found = [schema] if schema.get("type") == "string" else []
+    for keyword, value in schema.items():
+        if keyword not in ("default", "examples", "const", "enum", "not"):
+            found += string_schemas(value)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("model", "example"),
+    [
+        (SendRequestWire, SEND_REQUEST_EXAMPLE),
+        (RecipientWire, RECIPIENT_EXAMPLE),
+        (DistrictWire, DISTRICT_EXAMPLE),
+        (ConversationStateWire, CONVERSATION_STATE_EXAMPLE),
+    ],
+)
+def test_published_schemas_accept_the_contract_examples(
+    model: type[BaseModel], example: dict[str, Any]
+) -> None:
+    assert not model_refuses(model, example)
+    assert not published_schema_refuses(model, example)
+
+
+@pytest.mark.parametrize(
+    ("model", "payload"),
+    [
+        (SendRequestWire, send_request_payload(body="Field trip\x00")),
+        (SendRequestWire, send_request_payload(body="x" * 20001)),
+        (SendRequestWire, send_request_payload(translations={"es": "hola\x00"})),
+        (SendRequestWire, send_request_payload(translations={"Spanish!": "hola"})),
+        (SendRequestWire, send_request_payload(recipients=[{"id": f"g-{n}"} for n in range(51)])),
+        (SendRequestWire, send_request_payload(recipients=[{"id": "guardian\x00"}])),
+        (SendRequestWire, send_request_payload(created_at=1764342000)),
+        (SendRequestWire, send_request_payload(created_at="2026-11-28T15:00:00")),
+        (SendRequestWire, send_request_payload(created_at="2026-11-28")),
+        (SendRequestWire, send_request_payload(created_at="20261128T150000Z")),
+        (RecipientWire, recipient_payload(phone="5555550123")),
+        (RecipientWire, recipient_payload(phone="+1555\x00555")),
+        (RecipientWire, recipient_payload(email="dennis.park")),
+        (RecipientWire, recipient_payload(email="a" * 310 + "@example.org")),
+        (DistrictWire, DISTRICT_EXAMPLE | {"email_from": {"email": "no-reply"}}),
+        (DistrictWire, DISTRICT_EXAMPLE | {"languages": ["en", "e\x00s"]}),
+        (DistrictWire, DISTRICT_EXAMPLE | {"timezone": "America/Chicago\x00"}),
+        (DistrictWire, DISTRICT_EXAMPLE | {"max_recipients": 51}),
+        (ConversationStateWire, CONVERSATION_STATE_EXAMPLE | {"muted_by": ["g\x00"]}),
+    ],
+)
+def test_published_schemas_refuse_what_the_models_refuse(
+    model: type[BaseModel], payload: dict[str, Any]
+) -> None:
+    assert model_refuses(model, payload)
+    assert published_schema_refuses(model, payload)
+
+
+@pytest.mark.parametrize("model", INPUT_MODELS)
+def test_every_string_of_an_input_schema_refuses_nul(model: type[BaseModel]) -> None:
+    schema = model.model_json_schema(by_alias=True)
+    strings = [s for s in string_schemas(schema) if "const" not in s and "enum" not in s]
+
+    assert strings
+    assert all(s.get("not") == {"pattern": NUL} for s in strings)
+
+
+def test_published_timestamp_range_is_the_one_enforced() -> None:
+    created_at = SendRequestWire.model_json_schema()["properties"]["created_at"]
+    earliest = datetime.fromisoformat(created_at["formatMinimum"])
+    latest = datetime.fromisoformat(created_at["formatExclusiveMaximum"])
+
+    def refused(moment: datetime) -> bool:
+        text = moment.isoformat().replace("+00:00", "Z")
+        return model_refuses(SendRequestWire, send_request_payload(created_at=text))
+
+    assert not refused(earliest)
+    assert refused(earliest - timedelta(seconds=1))
+    assert not refused(latest - timedelta(seconds=1))
+    assert refused(latest)
+
+
+def test_published_time_zone_format_is_what_the_district_timezone_must_be() -> None:
+    timezone_schema = DistrictWire.model_json_schema()["properties"]["timezone"]
+
+    assert timezone_schema["format"] == "iana-time-zone"
+    assert model_refuses(DistrictWire, DISTRICT_EXAMPLE | {"timezone": "Mars/Olympus_Mons"})

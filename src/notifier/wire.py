@@ -40,11 +40,20 @@ from notifier.domain.model import (
     SendRequest,
 )
 
+# The JSON schemas state every rule the validators below enforce (a validator keeps its
+# clearer message); the AsyncAPI document and the README's limits table are generated from
+# those schemas, so a limit is written once, here.
+NUL = r"\u0000"
+"""A JSON-schema ``pattern`` that finds U+0000: every inbound string is ``not`` it."""
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 LanguageTag = Annotated[
     str,
     StringConstraints(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
 ]
+# The contract's hard cap on a send request's recipients; a district's own cap is lower.
+RECIPIENTS_CAP = 50
+DEFAULT_MAX_RECIPIENTS = 15
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Deliberately simple: one @, no spaces, a dot in the domain. Providers do the real check.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -81,14 +90,14 @@ def _utc(value: datetime) -> datetime:
     return moment
 
 
-def _e164(value: str | None) -> str | None:
-    if value is not None and not _E164.match(value):
+def _e164(value: str) -> str:
+    if not _E164.match(value):
         raise ValueError("phone must be in E.164 format, e.g. +15555550123")
     return value
 
 
-def _email(value: str | None) -> str | None:
-    if value is not None and not _EMAIL.match(value):
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
         raise ValueError("email must be an address like name@example.org")
     return value
 
@@ -116,16 +125,85 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
-UtcTimestamp = Annotated[datetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
-TimeZone = Annotated[
-    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_time_zone)
+def _state_what_is_enforced(schema: dict[str, Any]) -> None:
+    """Adds to an inbound model's JSON schema what `_no_nul` enforces, and the pattern of a
+    dict's keys, which pydantic states only as ``patternProperties`` (that leaves other keys
+    free)."""
+    if schema.get("type") == "string" and "const" not in schema and "enum" not in schema:
+        schema["not"] = {"pattern": NUL}
+    patterns = schema.get("patternProperties", {})
+    if len(patterns) == 1 and "propertyNames" in schema:
+        schema["propertyNames"].setdefault("pattern", next(iter(patterns)))
+    for keyword in ("properties", "patternProperties"):
+        for subschema in schema.get(keyword, {}).values():
+            _state_what_is_enforced(subschema)
+    for keyword in ("items", "additionalProperties", "propertyNames"):
+        if isinstance(schema.get(keyword), dict):
+            _state_what_is_enforced(schema[keyword])
+    for keyword in ("anyOf", "allOf", "oneOf"):
+        for subschema in schema.get(keyword, []):
+            _state_what_is_enforced(subschema)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+UtcTimestamp = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339_text),
+    AfterValidator(_utc),
+    # formatMinimum and formatExclusiveMaximum: the keywords of ajv-formats, which compare
+    # date-times as moments (offsets included).
+    Field(
+        description="An RFC 3339 string with a UTC offset, e.g. 2026-09-01T14:03:00Z; "
+        "not a number.",
+        json_schema_extra={
+            "pattern": _RFC3339.pattern,
+            "formatMinimum": _rfc3339(_EARLIEST),
+            "formatExclusiveMaximum": _rfc3339(_LATEST),
+        },
+    ),
 ]
-Phone = Annotated[str | None, AfterValidator(_e164)]
-Email = Annotated[Annotated[str, StringConstraints(max_length=320)] | None, AfterValidator(_email)]
+TimeZone = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_time_zone),
+    # JSON Schema has no format for it; a custom one names it for tools and the limits table.
+    Field(
+        description="An IANA time zone name, e.g. America/Chicago.",
+        json_schema_extra={"format": "iana-time-zone"},
+    ),
+]
+Phone = Annotated[
+    str,
+    AfterValidator(_e164),
+    Field(description="E.164, e.g. +15555550123.", json_schema_extra={"pattern": _E164.pattern}),
+]
+Email = Annotated[
+    str,
+    StringConstraints(max_length=320),
+    AfterValidator(_email),
+    Field(json_schema_extra={"pattern": _EMAIL.pattern}),
+]
+RecordKey = Annotated[
+    Id,
+    AfterValidator(_no_nul),
+    Field(
+        description="The id the record is about; a tombstone (a null value) deletes it.",
+        json_schema_extra=_state_what_is_enforced,
+    ),
+]
+"""The key of a record on a compacted input topic, checked where a tombstone needs it."""
 
 
 class _Inbound(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        str_strip_whitespace=True,
+        json_schema_extra=_state_what_is_enforced,
+    )
 
     _no_nul_anywhere = field_validator("*", mode="after")(_no_nul)
 
@@ -165,8 +243,12 @@ class SendRequestWire(_Inbound):
         LanguageTag, Annotated[str, StringConstraints(min_length=1, max_length=20000)]
     ] = Field(default_factory=dict, max_length=50)
     attachments: list[AttachmentWire] = Field(default_factory=list, max_length=20)
-    # The contract's hard cap; a district's own (lower) cap is checked against the directory.
-    recipients: list[RecipientRef] = Field(min_length=1, max_length=50)
+    recipients: list[RecipientRef] = Field(
+        min_length=1,
+        max_length=RECIPIENTS_CAP,
+        description="More than the district's max_recipients (district/1; default "
+        f"{DEFAULT_MAX_RECIPIENTS}) is dead-lettered as too_many_recipients.",
+    )
     created_at: UtcTimestamp
 
     def to_domain(self) -> SendRequest:
@@ -200,8 +282,8 @@ class RecipientWire(_Inbound):
     role: Role
     language: LanguageTag | None = None
     preferred_channel: Channel | None = None
-    phone: Phone = None
-    email: Email = None
+    phone: Phone | None = None
+    email: Email | None = None
     app: bool = True
     updated_at: UtcTimestamp
 
@@ -222,7 +304,7 @@ class RecipientWire(_Inbound):
 
 
 class EmailFromWire(_Inbound):
-    email: Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+    email: Email
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
@@ -238,7 +320,12 @@ class DistrictWire(_Inbound):
     default_language: LanguageTag = "en"
     languages: list[LanguageTag] = Field(default_factory=lambda: ["en"], max_length=50)
     sms_label: bool = True
-    max_recipients: int = Field(15, ge=1, le=50)
+    max_recipients: int = Field(
+        DEFAULT_MAX_RECIPIENTS,
+        ge=1,
+        le=RECIPIENTS_CAP,
+        description="The most recipients a send request may name; more: too_many_recipients.",
+    )
     timezone: TimeZone = "UTC"
     # A number in E.164, an alphanumeric sender id or a Messaging Service SID.
     sms_sender: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
@@ -331,10 +418,6 @@ def encode_event(event: DeliveryEvent) -> bytes:
     payload = DeliveryEventWire.from_domain(event).model_dump(mode="json", by_alias=True)
     payload["occurred_at"] = _rfc3339(event.occurred_at)
     return orjson.dumps(payload)
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ConversationStateWire(_Inbound):

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from notifier.bootstrap import Container
 from notifier.config import KafkaSettings
@@ -41,7 +41,13 @@ from notifier.handlers.directory import apply_conversation_state, remove_convers
 from notifier.handlers.follow_up import deliver_and_fail_over, fail_over_overdue
 from notifier.logs import logging_context
 from notifier.ports import Metrics, Store
-from notifier.wire import ConversationStateWire, DistrictWire, RecipientWire, SendRequestWire
+from notifier.wire import (
+    ConversationStateWire,
+    DistrictWire,
+    RecipientWire,
+    RecordKey,
+    SendRequestWire,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +223,9 @@ async def _no_decoding(message: Any) -> None:
     return None
 
 
+_RECORD_KEY = TypeAdapter(RecordKey)
+
+
 def _key(record: ConsumerRecord[Any, Any]) -> str:
     key = record.key
     if key is None:
@@ -225,11 +234,12 @@ def _key(record: ConsumerRecord[Any, Any]) -> str:
         text = key.decode() if isinstance(key, bytes) else str(key)
     except UnicodeDecodeError:
         raise RequestRejected(RejectionCode.SCHEMA_ERROR, "The key is not UTF-8 text.") from None
-    if not 1 <= len(text) <= 128 or "\x00" in text:
+    try:
+        return _RECORD_KEY.validate_python(text)
+    except ValidationError as error:
         raise RequestRejected(
-            RejectionCode.SCHEMA_ERROR, "The key must be an id of 1-128 characters without NUL."
-        )
-    return text
+            RejectionCode.SCHEMA_ERROR, f"key: {error.errors()[0]['msg']}"
+        ) from None
 
 
 _DATA_ERRORS = (ValueError, ArithmeticError, LookupError, TypeError)
