@@ -277,6 +277,31 @@ async def test_a_reply_from_a_shared_phone_names_everyone_the_text_was_for(
     assert reply["authors_certain"] is False
 
 
+@pytest.mark.parametrize("sent_last", ["Para Dennis", "For Maya"])
+async def test_a_reply_to_two_texts_on_a_shared_phone_names_both_whichever_went_last(
+    story: Story, replies: Topic, sent_last: str
+) -> None:
+    # Different languages: two texts to one phone, sent at once. Whichever Twilio takes
+    # last, the reply is from either of them, with the Spanish reader as the hint.
+    line = story.line
+    phone = "+15555550124"
+    dennis = recipient("guardian-dennis", "Dennis", "guardian", language="es", phone=phone)
+    maya = recipient("guardian-maya", "Maya", "guardian", language="en", phone=phone)
+    await line.load_directory([dennis, maya])
+    line.twilio.answer_later[sent_last] = 0.3
+    await _notified(story, "msg-family", ["guardian-dennis", "guardian-maya"], 4)
+    texts = [m["body"] for m in line.twilio.messages if m["to"] == phone]
+    assert len(texts) == 2
+    assert texts[-1].startswith(sent_last), texts
+
+    await story.text_from(phone, "Gracias, la firmo mañana por la mañana.")
+
+    [reply] = await _published(replies, 1)
+    assert reply["author_recipient_ids"] == ["guardian-dennis", "guardian-maya"]
+    assert reply["authors_certain"] is False
+    assert (reply["language"], reply["author_hint"]) == ("es", "guardian-dennis")
+
+
 async def test_someone_we_sent_nothing_lately_is_told_how_to_answer_in_their_language(
     story: Story, replies: Topic
 ) -> None:

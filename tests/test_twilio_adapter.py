@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -253,3 +256,88 @@ async def test_alphanumeric_sender_starting_with_mg_goes_as_from(
     [request] = twilio.received
     assert request.form["From"] == "MGHIGH"
     assert "MessagingServiceSid" not in request.form
+
+
+# Asking Twilio whether a text of unknown outcome already went out (the Messages list).
+
+
+def _text(body: str, to: str = "+14155550123") -> OutboundMessage:
+    return replace(sms(to=to), sms=RenderedSms(body=body))
+
+
+async def test_text_sent_by_a_dead_attempt_is_found_in_twilios_list(
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
+) -> None:
+    claimed = datetime.now(UTC)
+    sms_api = adapter(http_client, twilio.base_url)
+    taken = await sms_api.send(sms())
+    # Later texts to the same number, and one to another number, come first in the list.
+    await sms_api.send(_text("Another message"))
+    await sms_api.send(_text("Ms. Rivera: Field trip forms are due Friday.", to="+14155550199"))
+
+    found = await sms_api.find_sent(sms(), claimed)
+
+    assert found == taken
+    listed = [r for r in twilio.received if r.method == "GET"]
+    assert len(listed) == 1
+    query = parse_qs(urlsplit(listed[0].path).query)
+    assert query["To"] == ["+14155550123"]
+    # A message still queued has no date_sent: filtering on it would miss ours.
+    assert not any(name.startswith("DateSent") for name in query)
+
+
+async def test_text_never_sent_is_not_found(
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
+) -> None:
+    sms_api = adapter(http_client, twilio.base_url)
+    await sms_api.send(_text("Something else entirely"))
+
+    assert await sms_api.find_sent(sms(), datetime.now(UTC) - timedelta(seconds=5)) is None
+
+
+async def test_same_text_sent_before_the_claim_is_not_taken_for_ours(
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
+) -> None:
+    sms_api = adapter(http_client, twilio.base_url)
+    await sms_api.send(sms())
+
+    later_claim = datetime.now(UTC) + timedelta(minutes=5)
+    assert await sms_api.find_sent(sms(), later_claim) is None
+
+
+async def test_lookup_follows_twilios_next_page_and_stops_at_its_bound(
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
+) -> None:
+    claimed = datetime.now(UTC)
+    paged = TwilioSms(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        api_base_url=twilio.base_url,
+        http=ProviderHttp(http_client, "twilio", 5.0),
+        lookup_page_size=2,
+        lookup_pages=2,
+    )
+    taken = await paged.send(sms())
+    for n in range(3):
+        await paged.send(_text(f"Newer message {n}"))
+
+    # Ours is the fourth newest: on the second page of two.
+    assert await paged.find_sent(sms(), claimed) == taken
+    pages = [r.path for r in twilio.received if r.method == "GET"]
+    assert len(pages) == 2
+    assert "PageToken=PA" in pages[1]
+
+    for n in range(2):
+        await paged.send(_text(f"Newest message {n}"))
+    # Now on the third page: past the bound, so not found (and sent again by the caller).
+    assert await paged.find_sent(sms(), claimed) is None
+
+
+async def test_lookup_twilio_refuses_raises_so_the_text_is_sent_again(
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
+) -> None:
+    sms_api = adapter(http_client, twilio.base_url)
+    twilio.fail_next(status=429, retry_after=1)
+
+    with pytest.raises(TransientProviderError):
+        await sms_api.find_sent(sms(), datetime.now(UTC))

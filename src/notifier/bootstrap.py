@@ -44,7 +44,12 @@ from notifier.config import Settings
 from notifier.domain.circuit import CircuitBreaker
 from notifier.domain.model import Channel
 from notifier.handlers.contact_points import ContactPointDependencies
-from notifier.handlers.delivery import DeliveryDependencies, ResumeLinks, RetryPolicy
+from notifier.handlers.delivery import (
+    DeliveryDependencies,
+    ResumeLinks,
+    RetryPolicy,
+    UnknownOutcomeLookups,
+)
 from notifier.handlers.follow_up import FollowUpDependencies, FollowUpPolicy
 from notifier.handlers.replies import ReplyDependencies, ReplyPolicy
 from notifier.handlers.tokens import issue_token
@@ -55,6 +60,7 @@ from notifier.ports import (
     EmailEventsWebhook,
     EmailInbound,
     SendPacer,
+    SentMessageLookup,
     SmsWebhooks,
     Suppressions,
     Translator,
@@ -200,6 +206,9 @@ async def open_container(settings: Settings) -> Container:
         reply_address_secret=reply_address_secret,
         circuits=_circuits(settings),
         pacers=_pacers(settings),
+        lookups=UnknownOutcomeLookups(
+            providers=providers.lookups, remaining=settings.twilio.unknown_outcome_lookups
+        ),
     )
     contact_points = ContactPointDependencies(store, providers.suppressions, clock)
     tokens = StaticTokens(settings.api.tokens, store)
@@ -258,6 +267,7 @@ async def open_container(settings: Settings) -> Container:
 @dataclass(frozen=True)
 class _Providers:
     senders: dict[Channel, ChannelSender]
+    lookups: dict[Channel, SentMessageLookup]
     suppressions: dict[Channel, Suppressions]
     email_events: EmailEventsWebhook | None
     sms_webhooks: SmsWebhooks | None
@@ -268,18 +278,22 @@ def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSessi
     sms: ChannelSender
     email: ChannelSender
     suppressions: dict[Channel, Suppressions] = {}
+    # SendGrid has no cheap way to ask whether it took a given mail: email is sent again.
+    lookups: dict[Channel, SentMessageLookup] = {}
     sms_webhooks: SmsWebhooks | None = None
     email_events: EmailEventsWebhook | None = None
     if twilio.configured:
         assert twilio.account_sid is not None
         assert twilio.auth_token is not None
-        sms = TwilioSms(
+        twilio_sms = TwilioSms(
             account_sid=twilio.account_sid,
             auth_token=twilio.auth_token.get_secret_value(),
             api_base_url=twilio.api_base_url,
             http=ProviderHttp(session, "twilio", twilio.timeout_seconds),
             status_callback_url=twilio.status_callback_url,
         )
+        sms = twilio_sms
+        lookups[Channel.SMS] = twilio_sms
         sms_webhooks = TwilioWebhooks(TwilioSignatureVerifier(twilio.auth_token.get_secret_value()))
     else:
         log.warning("Twilio has no credentials: SMS go to the sandbox outbox, not to phones")
@@ -304,6 +318,7 @@ def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSessi
         )
     return _Providers(
         senders={Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: AppInbox(store)},
+        lookups=lookups,
         suppressions=suppressions,
         email_events=email_events,
         sms_webhooks=sms_webhooks,

@@ -107,6 +107,13 @@ class TwilioSettings(BaseModel):
         description="Public URL of POST /webhooks/twilio/inbound as Twilio calls it (signatures "
         "are over the URL Twilio used, which differs from ours behind a proxy).",
     )
+    unknown_outcome_lookups: int = Field(
+        500,
+        ge=0,
+        description="Texts of unknown outcome (claimed by a process that died mid-send) this "
+        "process may look up in Twilio's Messages list before sending again; one to two list "
+        "requests each, which Twilio rate-limits. 0: always send again.",
+    )
 
     @property
     def configured(self) -> bool:

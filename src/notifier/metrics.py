@@ -105,9 +105,18 @@ class PrometheusMetrics:
 
         self.unknown_outcomes = Counter(
             "notifier_unknown_outcome_total",
-            "Sends made again because an earlier attempt's outcome is unknown (the process "
-            "died mid-send, or the provider did not answer): each a possible duplicate.",
+            "Deliveries whose earlier attempt's outcome is unknown (the process died "
+            "mid-send, or the provider did not answer): each a possible duplicate, unless the "
+            "provider's records show it went out (notifier_unknown_outcome_lookups_total).",
             ["channel"],
+            registry=self.registry,
+        )
+        self.unknown_outcome_lookups = Counter(
+            "notifier_unknown_outcome_lookups_total",
+            "Providers asked whether a delivery of unknown outcome already went out, by "
+            "result: found (recorded, not sent again), not_found, failed or over_budget (sent "
+            "again).",
+            ["channel", "result"],
             registry=self.registry,
         )
         self.retries = Counter(
@@ -185,6 +194,9 @@ class PrometheusMetrics:
 
     def unknown_outcome(self, channel: Channel) -> None:
         self._child(self.unknown_outcomes, channel.value).inc()
+
+    def unknown_outcome_lookup(self, channel: Channel, result: str) -> None:
+        self._child(self.unknown_outcome_lookups, channel.value, result).inc()
 
     def retry(self, provider: str) -> None:
         self._child(self.retries, provider).inc()

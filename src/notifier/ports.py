@@ -194,6 +194,16 @@ class ChannelSender(Protocol):
     async def send(self, message: OutboundMessage) -> ProviderReceipt: ...
 
 
+class SentMessageLookup(Protocol):
+    """Asks a provider whether it already took a message, for a delivery whose earlier
+    attempt died with its outcome unknown: found, it is recorded instead of sent again."""
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> ProviderReceipt | None:
+        """The provider's receipt for ``message`` (same recipient and text) taken at or
+        after ``since``; None when it has none. Raises ProviderError when it can't tell."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryRecord:
     """A delivery as the ledger holds it: one per (message, recipient, channel)."""
@@ -343,6 +353,17 @@ class Store(Protocol):
         self, channel: Channel, address: str, not_after: datetime
     ) -> DeliveryRecord | None:
         """The last delivery sent to the address no later than the given time."""
+        ...
+
+    async def conversation_deliveries_to(
+        self,
+        channel: Channel,
+        address: str,
+        conversation_id: str,
+        sent_between: tuple[datetime, datetime],
+    ) -> list[DeliveryRecord]:
+        """The conversation's deliveries sent to the address within the (inclusive) span:
+        everyone a reply from that phone may be from."""
         ...
 
     async def open_deliveries_to(
@@ -501,7 +522,12 @@ class Metrics(Protocol):
     def translation(self, provider: str, outcome: str) -> None: ...
 
     def unknown_outcome(self, channel: Channel) -> None:
-        """A send made again because an earlier attempt's outcome is unknown."""
+        """A delivery found with its earlier attempt's outcome unknown."""
+        ...
+
+    def unknown_outcome_lookup(self, channel: Channel, result: str) -> None:
+        """What asking the provider about an unknown outcome gave: found, not_found, failed
+        or over_budget (the last three are sent again)."""
         ...
 
     def retry(self, provider: str) -> None: ...

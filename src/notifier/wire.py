@@ -456,7 +456,13 @@ class ReplyWire(BaseModel):
     conversation_id: str
     author_recipient_ids: list[str]
     authors_certain: bool = Field(
-        description="False when the reply came from a phone several participants share."
+        description="False whenever the phone or address is shared by several participants "
+        "who were told of the conversation within the reply window."
+    )
+    author_hint: str | None = Field(
+        None,
+        description="Of several authors, the only one who reads the language the reply is "
+        "written in (a hint, not certainty); null when that singles out nobody.",
     )
     channel: Channel
     text: str
@@ -476,6 +482,7 @@ def encode_reply(reply: Reply) -> bytes:
         conversation_id=reply.conversation_id,
         author_recipient_ids=list(reply.author_ids),
         authors_certain=reply.authors_certain,
+        author_hint=reply.author_hint,
         channel=reply.channel,
         text=reply.text,
         language=reply.language,

@@ -1,4 +1,5 @@
-"""A local HTTP server that speaks the part of Twilio's REST API notifier uses: Messages create.
+"""A local HTTP server that speaks the part of Twilio's REST API notifier uses: Messages create
+and Messages list.
 
     with FakeTwilio() as twilio:
         ...  # point the adapter at twilio.base_url, then look at twilio.received
@@ -11,6 +12,13 @@ Behaviour follows Twilio's: form-encoded POST to
 test-credential magic numbers (https://www.twilio.com/docs/iam/test-credentials):
 +15005550001 invalid (21211), +15005550002 unroutable (21612), +15005550003 no international
 permission (21408), +15005550004 blocked / opted out (21610), +15005550009 not a mobile (21614).
+
+The list (GET on the same path) is Twilio's "read multiple Message resources": newest first,
+filtered by ``To``, ``From`` and ``DateSent`` / ``DateSent<`` / ``DateSent>`` (a message
+still queued has no ``date_sent`` and so never matches a DateSent filter), ``PageSize``
+(default 50, at most 1000) with ``next_page_uri`` carrying ``Page`` and a ``PageToken``,
+and the page envelope (``first_page_uri``, ``page``, ``start``, ``end``, ``uri``...).
+https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ import base64
 import math
 import re
 import secrets
+import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import UTC, date, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 from tests.fakes.fault_modes import (
     FaultInjectingApi,
@@ -100,6 +110,9 @@ class FakeTwilio(FaultInjectingApi[ScriptedFailure]):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.faults = faults
+        self.answer_later: dict[str, float] = {}
+        """Texts whose body contains a key are taken that many seconds late: forces the
+        order in which concurrent sends finish."""
         self._messages: list[dict[str, Any]] = []
 
     @property
@@ -146,20 +159,62 @@ class FakeTwilio(FaultInjectingApi[ScriptedFailure]):
                 {"WWW-Authenticate": 'Basic realm="Twilio API"'},
                 _error(401, 20003, "Authentication Error - invalid username"),
             )
-        match = _MESSAGES_PATH.match(request.path.split("?", 1)[0])
-        if match is None or request.method != "POST":
+        path, _, query = request.path.partition("?")
+        match = _MESSAGES_PATH.match(path)
+        if (
+            match is None
+            or request.method not in ("POST", "GET")
+            or match["account_sid"] != self.account_sid
+        ):
             return (
                 404,
                 {},
                 _error(404, 20404, f"The requested resource {request.path} was not found"),
             )
-        if match["account_sid"] != self.account_sid:
-            return (
-                404,
-                {},
-                _error(404, 20404, f"The requested resource {request.path} was not found"),
-            )
+        if request.method == "GET":
+            return self._list_messages(path, {k: v[-1] for k, v in parse_qs(query).items()})
         return self._create_message(request.form)
+
+    def _list_messages(self, path: str, query: dict[str, str]) -> Reply:
+        try:
+            page_size = min(int(query.get("PageSize", "50")), 1000)
+            page = int(query.get("Page", "0"))
+        except ValueError:
+            return 400, {}, _error(400, 20001, "Invalid paging parameter")
+        with self._lock:
+            newest_first = [m for m in reversed(self._messages) if _matches(m, query)]
+        start = 0
+        token = query.get("PageToken", "")
+        if token.startswith("PA"):
+            # The token names the last message of the previous page.
+            after = next((i for i, m in enumerate(newest_first) if m["sid"] == token[2:]), None)
+            if after is None:
+                return 400, {}, _error(400, 20001, "Invalid PageToken")
+            start = after + 1
+        chunk = newest_first[start : start + page_size]
+        filters = {k: v for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")}
+
+        def uri(**paging: str | int) -> str:
+            return f"{path}?{urlencode({**filters, 'PageSize': page_size, **paging})}"
+
+        more = start + page_size < len(newest_first)
+        return (
+            200,
+            {},
+            {
+                "end": start + len(chunk) - 1 if chunk else start,
+                "first_page_uri": uri(Page=0),
+                "next_page_uri": (
+                    uri(Page=page + 1, PageToken="PA" + chunk[-1]["sid"]) if more else None
+                ),
+                "page": page,
+                "page_size": page_size,
+                "previous_page_uri": uri(Page=page - 1) if page > 0 else None,
+                "messages": chunk,
+                "start": start,
+                "uri": f"{path}?{urlencode(query)}" if query else path,
+            },
+        )
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, encoded = authorization.partition(" ")
@@ -188,6 +243,10 @@ class FakeTwilio(FaultInjectingApi[ScriptedFailure]):
         if not _E164.match(to):
             return 400, {}, _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
 
+        with self._lock:
+            late = max((s for part, s in self.answer_later.items() if part in body), default=0)
+        if late:
+            time.sleep(late)
         sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC))
         resource: dict[str, Any] = {
@@ -218,6 +277,25 @@ class FakeTwilio(FaultInjectingApi[ScriptedFailure]):
         with self._lock:
             self._messages.append(resource)
         return 201, {}, resource
+
+
+def _matches(message: dict[str, Any], query: dict[str, str]) -> bool:
+    if "To" in query and message["to"] != query["To"]:
+        return False
+    if "From" in query and message["from"] != query["From"]:
+        return False
+    bounds = {name: query[name] for name in ("DateSent", "DateSent<", "DateSent>") if name in query}
+    if not bounds:
+        return True
+    if message["date_sent"] is None:
+        return False
+    sent = parsedate_to_datetime(message["date_sent"]).date()
+    day = {name: date.fromisoformat(value[:10]) for name, value in bounds.items()}
+    return (
+        ("DateSent" not in day or sent == day["DateSent"])
+        and ("DateSent<" not in day or sent <= day["DateSent<"])
+        and ("DateSent>" not in day or sent >= day["DateSent>"])
+    )
 
 
 _STATUS_ERRORS: dict[int, tuple[int, str]] = {

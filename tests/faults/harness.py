@@ -171,6 +171,9 @@ class Verdict:
     queued: list[str]
     duplicates_in_window: int
     """Extra provider sends of deliveries with attempts > 1 (allowed, reported)."""
+    sms_duplicates_in_window: int
+    """Those that were texts: Twilio is asked before a text is sent again, so these are
+    few (issue 14: at most one a kill on average); email has no such lookup."""
     duplicates_outside_window: list[str]
     dead_letters: list[str]
     died: list[str]
@@ -226,6 +229,7 @@ def judge(
         lost=lost,
         queued=queued,
         duplicates_in_window=in_window + text_in_window,
+        sms_duplicates_in_window=text_in_window,
         duplicates_outside_window=outside + text_outside,
         dead_letters=dead_letters,
         died=died,
@@ -565,6 +569,7 @@ class ScenarioRow:
     lost: int = 0
     queued: int = 0
     duplicates_in_window: int = 0
+    sms_duplicates_in_window: int = 0
     duplicates_outside_window: int = 0
     dead_lettered: int = 0
     died: int = 0
@@ -591,7 +596,7 @@ class FaultSummary:
         "outcomes",
         "lost",
         "queued left",
-        "duplicates (inside window)",
+        "duplicates (inside window: all, SMS)",
         "duplicates (outside window)",
         "dead-lettered",
         "died",
@@ -611,6 +616,7 @@ class FaultSummary:
         row.lost += len(verdict.lost)
         row.queued += len(verdict.queued)
         row.duplicates_in_window += verdict.duplicates_in_window
+        row.sms_duplicates_in_window += verdict.sms_duplicates_in_window
         row.duplicates_outside_window += len(verdict.duplicates_outside_window)
         row.dead_lettered += len(verdict.dead_letters)
         row.died += len(verdict.died)
@@ -652,7 +658,7 @@ class FaultSummary:
                 ", ".join(f"{status} {n}" for status, n in row.statuses.most_common()),
                 row.lost,
                 row.queued,
-                row.duplicates_in_window,
+                f"{row.duplicates_in_window}, {row.sms_duplicates_in_window}",
                 row.duplicates_outside_window,
                 row.dead_lettered,
                 row.died,

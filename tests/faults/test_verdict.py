@@ -63,6 +63,7 @@ def test_a_repeat_is_allowed_only_up_to_the_attempts_of_its_delivery() -> None:
     allowed = judge([REQUEST], retried, [_text()], twice, [], [])
 
     assert (allowed.failures(), allowed.duplicates_in_window) == ([], 1)
+    assert allowed.sms_duplicates_in_window == 0, "an email's repeat is not a text's"
     assert judge([REQUEST], SETTLED, [_text()], twice, [], []).duplicates_outside_window
     assert judge([REQUEST], retried, [_text()], twice * 2, [], []).duplicates_outside_window
 
@@ -72,7 +73,8 @@ def test_a_shared_phone_texted_again_is_allowed_only_after_an_attempt_died() -> 
     died_once = [_row("guardian-a", "sms"), _row("guardian-b", "sms", attempts=2), SETTLED[2]]
     mail = [_mail("d-staff-c-email")]
 
-    assert judge([REQUEST], died_once, texts, mail, [], []).duplicates_in_window == 1
+    repeated = judge([REQUEST], died_once, texts, mail, [], [])
+    assert (repeated.duplicates_in_window, repeated.sms_duplicates_in_window) == (1, 1)
     assert judge([REQUEST], SETTLED, texts, mail, [], []).duplicates_outside_window
 
 

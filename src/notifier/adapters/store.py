@@ -610,6 +610,25 @@ class SqlStore:
             order_by=t.deliveries.c.sent_at.desc(),
         )
 
+    async def conversation_deliveries_to(
+        self,
+        channel: Channel,
+        address: str,
+        conversation_id: str,
+        sent_between: tuple[datetime, datetime],
+    ) -> list[DeliveryRecord]:
+        c = t.deliveries.c
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(t.deliveries).where(
+                    c.channel == channel.value,
+                    c.address == address,
+                    c.sent_at.between(*sent_between),
+                    c.conversation_id == conversation_id,
+                )
+            )
+            return [_delivery_from_row(row._mapping) for row in rows]
+
     async def open_deliveries_to(
         self, message_id: str, channel: Channel, address: str
     ) -> list[DeliveryRecord]:

@@ -18,7 +18,8 @@ notifications, as read in twilio 9.13:
 Where requests go: ``client.api`` is the Api domain (``ApiBase``, base_url
 "https://api.twilio.com"); ``Domain.absolute_url`` joins ``base_url.strip("/")`` with
 "2010-04-01/Accounts/{AccountSid}/Messages.json", so setting ``client.api.base_url`` moves
-Messages create to the configured base (a fake server in tests).
+Messages create and list (and the list's next pages) to the configured base (a fake server
+in tests).
 
 Errors: https://www.twilio.com/docs/api/errors
 """
@@ -29,12 +30,12 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
@@ -77,6 +78,10 @@ TWILIO_ERROR_REASONS: Mapping[int, Reason] = MappingProxyType(
 """Twilio error codes that say something about the recipient. Any other 4xx is a
 PermanentProviderError with Reason.PROVIDER_ERROR (our account or request is at fault)."""
 
+CLOCK_SLACK = timedelta(seconds=30)
+"""How much earlier than our claim a text found in Twilio's list may be dated and still be
+ours: Twilio's ``date_created`` has whole seconds, and its clock is not ours."""
+
 
 class TwilioSms:
     """Sends ``message.sms`` from ``message.sender_address``: a Messaging Service SID
@@ -90,6 +95,8 @@ class TwilioSms:
         http: ProviderHttp,
         api_base_url: str = "https://api.twilio.com",
         status_callback_url: str | None = None,
+        lookup_page_size: int = 20,
+        lookup_pages: int = 2,
     ) -> None:
         # The SDK falls back to TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN from os.environ when
         # given empty credentials; refuse instead of sending with someone else's account.
@@ -100,6 +107,8 @@ class TwilioSms:
         self._http = http
         self._api_base_url = api_base_url
         self._status_callback_url = status_callback_url
+        self._lookup_page_size = lookup_page_size
+        self._lookup_pages = lookup_pages
 
     @property
     def provider(self) -> str:
@@ -128,6 +137,42 @@ class TwilioSms:
         except (TwilioRestException, TwilioServiceException) as error:
             raise _rejection(error, transport.last_response) from error
         return ProviderReceipt(provider=PROVIDER, provider_message_id=created.sid)
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> ProviderReceipt | None:
+        """The text Twilio took for ``message`` at or after ``since`` (an attempt that died
+        before recording its answer): the newest outbound Message to the same number with
+        the same body, from the account's Messages list filtered by ``To`` alone, newest
+        first. Not by ``DateSent``: a message still queued has no ``date_sent`` yet. Reads
+        ``lookup_pages`` pages of ``lookup_page_size`` at most, stopping at the first
+        message older than ``since``; raises ProviderError when Twilio can't be asked.
+
+        https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
+        """
+        if message.sms is None:
+            raise ValueError(f"delivery {message.delivery_id} has no rendered SMS")
+        earliest = since - CLOCK_SLACK
+        transport = _SdkTransport(self._http)
+        messages = self._sdk_client(transport).messages
+        try:
+            page = await messages.page_async(to=message.to, page_size=self._lookup_page_size)
+            for _ in range(self._lookup_pages):
+                for found in page:
+                    created: datetime | None = found.date_created
+                    if created is not None and created < earliest:
+                        return None
+                    if found.body == message.sms.body and found.direction == "outbound-api":
+                        return ProviderReceipt(provider=PROVIDER, provider_message_id=found.sid)
+                page = await page.next_page_async()
+                if page is None:
+                    return None
+        except (TwilioRestException, TwilioServiceException) as error:
+            raise _rejection(error, transport.last_response) from error
+        except TwilioException as error:
+            # A page answered with anything but 200 (the SDK's Page refuses it).
+            response = transport.last_response
+            status = response.status_code if response is not None else 0
+            raise TransientProviderError(PROVIDER, f"Messages list: HTTP {status}") from error
+        return None
 
     def _sdk_client(self, transport: _SdkTransport) -> Any:
         # One SDK client per send, because the SDK's exceptions drop the response headers

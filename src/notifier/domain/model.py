@@ -283,6 +283,9 @@ class Reply:
     provider_message_id: str
     language: str | None = None
     """Detected from the text; None when too short or mixed to tell."""
+    author_hint: str | None = None
+    """Of several ``author_ids``, the only one who reads the language the reply is written
+    in; None when that singles out nobody."""
     translations: dict[str, str] = field(default_factory=dict)
     """Into the languages of the conversation's other participants, where a translator is
     configured."""

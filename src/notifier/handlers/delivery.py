@@ -64,6 +64,7 @@ from notifier.ports import (
     ProviderReceipt,
     ProviderUnavailableError,
     SendPacer,
+    SentMessageLookup,
     Store,
     TransientProviderError,
     Translator,
@@ -101,6 +102,23 @@ class ResumeLinks:
         return f"{self.base_url.rstrip('/')}/r/{token}"
 
 
+@dataclass(slots=True)
+class UnknownOutcomeLookups:
+    """Who can be asked whether a delivery of unknown outcome already went out, per channel,
+    and how many more times this process may ask. Bounded because the providers' list
+    endpoints are paginated and rate-limited: past the budget (or when asking fails) the
+    delivery is sent again, since a duplicate is better than a lost notice."""
+
+    providers: Mapping[Channel, SentMessageLookup] = field(default_factory=dict)
+    remaining: int = 0
+
+    def take(self) -> bool:
+        if self.remaining <= 0:
+            return False
+        self.remaining -= 1
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryDependencies:
     store: Store
@@ -132,6 +150,8 @@ class DeliveryDependencies:
     underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     """Deliveries being worked on in this process, by id. A copy of the same request in the
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
+    lookups: UnknownOutcomeLookups = field(default_factory=UnknownOutcomeLookups)
+    """Asked before sending again a delivery an earlier attempt may have sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +343,7 @@ async def _deliver_shared_once(
     records = [_record_for(request, district, plan, planned) for plan, planned in members]
     results: dict[int, tuple[DeliveryEvent, bool]] = {}
     pending = []
+    unknown_since: list[datetime] = []
     for index, record in enumerate(records):
         if (answered := await _record_unrecorded(record, deps)) is not None:
             results[index] = (answered, False)
@@ -334,6 +355,8 @@ async def _deliver_shared_once(
         if claim.is_new:
             deps.metrics.delivery_recorded(record.channel, record.status)
             await deps.events.publish([event_for(record, record.status, deps.clock)])
+        elif (since := _claimed_at(claim)) is not None:
+            unknown_since.append(since)
         pending.append(index)
     if pending:
         lead_plan, lead_planned = members[pending[0]]
@@ -356,7 +379,9 @@ async def _deliver_shared_once(
             message = replace(
                 message, sms=_bilingual_text(request, district, first_names, languages, deps)
             )
-        sent = await _send_counted(message, deps, records[pending[0]])
+        sent = await _send_counted(
+            message, deps, records[pending[0]], min(unknown_since, default=None)
+        )
         finals = {
             index: event_for(
                 records[index],
@@ -399,9 +424,15 @@ def _record_for(
 
 
 async def _send_counted(
-    message: OutboundMessage, deps: DeliveryDependencies, record: DeliveryRecord
+    message: OutboundMessage,
+    deps: DeliveryDependencies,
+    record: DeliveryRecord,
+    unknown_since: datetime | None = None,
 ) -> DeliveryEvent:
-    sent = await _send(message, record, deps)
+    """Sends ``message``, unless an earlier attempt of unknown outcome (claimed at
+    ``unknown_since``) is found at the provider to have sent it already."""
+    found = await _found_sent(message, record, unknown_since, deps) if unknown_since else None
+    sent = found or await _send(message, record, deps)
     if message.sms is not None and sent.status is DeliveryStatus.SENT:
         deps.metrics.sms_sent(message.sms.encoding, message.sms.segments)
     return sent
@@ -476,7 +507,7 @@ async def _deliver_once(
     message = _outbound(
         request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
     )
-    final = await _send_counted(message, deps, record)
+    final = await _send_counted(message, deps, record, _claimed_at(claim))
     await _record_final(request, record, final, message, deps)
     return final, False
 
@@ -486,18 +517,69 @@ def _outcome_known(claim: Claim, deps: DeliveryDependencies) -> bool:
     "queued" was recorded after the provider answered (or instead of sending): never sent
     again. Still queued means the attempt that claimed it died mid-send and its outcome is
     unknown: sending again risks a duplicate, not sending risks a lost safety notice, so we
-    send — and count it."""
+    ask the provider where we can (``_found_sent``), else send — and count it."""
     if claim.is_new:
         return False
     if claim.record.status is not DeliveryStatus.QUEUED:
         return True
     deps.metrics.unknown_outcome(claim.record.channel)
     log.warning(
-        "delivery %s: an earlier attempt's outcome is unknown; sending again (attempt %d)",
+        "delivery %s: an earlier attempt's outcome is unknown (attempt %d)",
         claim.record.delivery_id,
         claim.record.attempts,
     )
     return False
+
+
+async def _sent_for_another_message(
+    receipt: ProviderReceipt, record: DeliveryRecord, deps: DeliveryDependencies
+) -> bool:
+    # The same words sent to the same phone for another message (a reminder repeated) are
+    # recorded as that message's: not taken for ours.
+    if receipt.provider_message_id is None:
+        return False
+    owners = await deps.store.deliveries_by_provider_id(record.channel, receipt.provider_message_id)
+    return any(owner.message_id != record.message_id for owner in owners)
+
+
+def _claimed_at(claim: Claim) -> datetime | None:
+    """When an earlier attempt of unknown outcome claimed the delivery; None for a new one."""
+    return None if claim.is_new else claim.record.created_at
+
+
+async def _found_sent(
+    message: OutboundMessage,
+    record: DeliveryRecord,
+    since: datetime,
+    deps: DeliveryDependencies,
+) -> DeliveryEvent | None:
+    """The delivery recorded as sent when its provider shows that an earlier attempt (one
+    that died before recording the answer) sent it; None: send it (again)."""
+    lookups = deps.lookups
+    provider = lookups.providers.get(message.channel)
+    if provider is None:
+        return None
+    if not lookups.take():
+        deps.metrics.unknown_outcome_lookup(message.channel, "over_budget")
+        return None
+    try:
+        async with deps.in_flight:
+            receipt = await provider.find_sent(message, since)
+    except ProviderError as error:
+        deps.metrics.unknown_outcome_lookup(message.channel, "failed")
+        log.warning("delivery %s: can't tell if it went out: %s", record.delivery_id, error)
+        return None
+    if receipt is None or await _sent_for_another_message(receipt, record, deps):
+        deps.metrics.unknown_outcome_lookup(message.channel, "not_found")
+        return None
+    deps.metrics.unknown_outcome_lookup(message.channel, "found")
+    return event_for(
+        record,
+        DeliveryStatus.SENT,
+        deps.clock,
+        provider=receipt.provider,
+        provider_message_id=receipt.provider_message_id,
+    )
 
 
 async def _repeat_known_outcome(

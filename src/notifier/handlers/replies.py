@@ -183,18 +183,21 @@ async def receive_reply(inbound: InboundReply, deps: ReplyDependencies) -> Reply
     if not text and not inbound.attachments:
         await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
         return ReplyResult(ReplyOutcome.EMPTY)
-    authors = await _authors(origin, deps)
+    language = deps.detector.detect(text) if deps.detector and text else None
+    told = await _told(inbound, origin, deps)
+    authors = tuple(sorted({d.recipient_id for d in told}))
     reply = Reply(
         reply_id=reply_id_for(inbound.event_namespace, inbound.provider_message_id),
         conversation_id=origin.conversation_id,
         author_ids=authors,
         authors_certain=len(authors) == 1 and _same_sender(inbound, origin),
+        author_hint=_author_hint(told, language) if len(authors) > 1 else None,
         channel=inbound.channel,
         text=text,
         received_at=inbound.received_at,
         provider=inbound.provider,
         provider_message_id=inbound.provider_message_id,
-        language=deps.detector.detect(text) if deps.detector and text else None,
+        language=language,
         attachments=inbound.attachments,
     )
     reply = replace(reply, translations=await _translations(reply, origin, deps))
@@ -234,15 +237,42 @@ def _within(delivery: DeliveryRecord | None, moment: datetime, window: timedelta
     )
 
 
-async def _authors(origin: DeliveryRecord, deps: ReplyDependencies) -> tuple[str, ...]:
-    """Everyone the answered text or email was for: one message to a shared phone or inbox
-    goes out once, for several people."""
+async def _told(
+    inbound: InboundReply, origin: DeliveryRecord, deps: ReplyDependencies
+) -> list[DeliveryRecord]:
+    """The deliveries whose people may have written the reply. By text: every participant
+    of the conversation that phone got a text for within the window — several on a shared
+    phone, however many texts it took and in whatever order they went out. By email: those
+    the answered email was for (one email to a family's shared inbox stands for several)."""
+    if inbound.channel is Channel.SMS:
+        span = (inbound.received_at - deps.policy.window, inbound.received_at)
+        told = await deps.store.conversation_deliveries_to(
+            Channel.SMS, inbound.sender, origin.conversation_id, span
+        )
+        return told or [origin]
     sharing = (
         await deps.store.deliveries_by_provider_id(origin.channel, origin.provider_message_id)
         if origin.provider_message_id
         else [origin]
     )
-    return tuple(sorted({d.recipient_id for d in sharing if d.message_id == origin.message_id}))
+    return [d for d in sharing if d.message_id == origin.message_id]
+
+
+def _author_hint(told: list[DeliveryRecord], language: str | None) -> str | None:
+    """The one possible author who reads the language the reply is written in, where
+    exactly one does: a hint, never certainty (a parent may answer in the other's
+    language), so nobody is dropped from the authors for it."""
+    if language is None:
+        return None
+    written_in = _primary_language(language)
+    readers = {
+        d.recipient_id for d in told if d.language and _primary_language(d.language) == written_in
+    }
+    return readers.pop() if len(readers) == 1 else None
+
+
+def _primary_language(tag: str) -> str:
+    return tag.split("-", 1)[0].lower()
 
 
 def _same_sender(inbound: InboundReply, origin: DeliveryRecord) -> bool:
