@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
 
@@ -62,3 +63,33 @@ def test_text_lines_are_for_people(root_logging: None, capsys: pytest.CaptureFix
     line = capsys.readouterr().err
     assert "bounce for ***@springfield.example" in line
     assert not line.startswith("{")
+
+
+@pytest.mark.parametrize("style", ["json", "text"])
+def test_every_record_is_masked_at_debug_with_its_traceback_and_stack(
+    root_logging: None, capsys: pytest.CaptureFixture[str], style: Literal["json", "text"]
+) -> None:
+    configure_logging("DEBUG", style)
+    token = "NmIxMzQ0Y2Q6am9yZGFuLm9rYWZvckBleGFtcGxlLm9yZw.HzwGaf6ndlHoXfUR"
+    # As uvicorn writes its access line: the path is an argument of the record.
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:55078", "GET", f"/r/{token}", "1.1", 200
+    )
+    try:
+        raise ValueError("no mailbox lucia@example.org")
+    except ValueError:
+        logging.getLogger("notifier.adapters.test").debug("for %s", "+15555550123", exc_info=True)
+    # The stack shows this very line, address and all.
+    logging.getLogger("notifier.test").debug("%s", "ana@springfield.example", stack_info=True)
+
+    output = capsys.readouterr().err
+    if style == "json":
+        output = "\n".join(
+            str(v) for line in output.splitlines() for v in json.loads(line).values()
+        )
+    for shown in (token, "lucia@example.org", "+15555550123", "ana@springfield.example"):
+        assert shown not in output
+    assert '"GET /r/*** HTTP/1.1" 200' in output
+    assert "ValueError: no mailbox ***@example.org" in output
+    assert "for +***23" in output
+    assert 'debug("%s", "***@springfield.example", stack_info=True)' in output

@@ -1,7 +1,12 @@
 """Log lines ops can query: JSON by default (structlog formats every stdlib record, ours
 and the libraries'), each with its timestamp, level, logger, event, and the ids of what is
 being worked on — the HTTP request, the message, the conversation, the delivery — and with
-phone numbers and email addresses masked.
+addresses, tokens and secrets masked (notifier.log_masking says which and how).
+
+The masking is a processor of the one formatter on the root handler, run on every field of
+the finished line (the message, the exception's traceback, the context ids) just before it
+is rendered. Nothing else installs a handler: uvicorn runs with ``log_config=None``, so its
+access and error logs propagate here like every library's.
 
 The ids come from context variables set at the edges (the request middleware, the consumer
 per send request, the delivery use case per delivery), so no log call has to pass them."""
@@ -17,7 +22,7 @@ from typing import Literal
 
 import structlog
 
-from notifier.log_masking import PersonalDataFilter
+from notifier.log_masking import mask_value
 from notifier.request_context import current_request_id
 
 _message_id: ContextVar[str | None] = ContextVar("message_id", default=None)
@@ -25,6 +30,8 @@ _conversation_id: ContextVar[str | None] = ContextVar("conversation_id", default
 _delivery_id: ContextVar[str | None] = ContextVar("delivery_id", default=None)
 
 CONTEXT_FIELDS = ("request_id", "message_id", "conversation_id", "delivery_id")
+# Written by the processors below from the record's own attributes: never data.
+_UNMASKED_FIELDS = frozenset({"timestamp", "level", "logger"})
 
 
 @contextmanager
@@ -73,6 +80,15 @@ def _context_ids(
     return event
 
 
+def _masked_fields(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    for name, value in event.items():
+        if name not in _UNMASKED_FIELDS:
+            event[name] = mask_value(value)
+    return event
+
+
 def configure_logging(level: str, style: Literal["json", "text"]) -> None:
     shared: list[structlog.typing.Processor] = [
         structlog.stdlib.add_log_level,
@@ -88,12 +104,15 @@ def configure_logging(level: str, style: Literal["json", "text"]) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    # Masks the message before the formatter sees it (filters run first).
-    handler.addFilter(PersonalDataFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # Last before rendering: after format_exc_info has made the traceback text.
+                _masked_fields,
+                renderer,
+            ],
         )
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -85,6 +85,8 @@ def _run(settings: Settings, *, only: str | None) -> int:
             app,
             host=settings.http.host,
             port=settings.http.port,
+            # No handlers of uvicorn's own: its access and error logs go to the root
+            # handler (notifier.logs), which formats and masks every line.
             log_config=None,
             lifespan="on",
             # Open HTTP requests get a few seconds; the lifespan shutdown then drains the
