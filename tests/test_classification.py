@@ -20,6 +20,7 @@ from notifier.domain.classification import (
     TWILIO_STATUSES,
     classify_sendgrid,
     classify_twilio,
+    classify_twilio_error,
     is_mailbox_full_text,
 )
 from notifier.domain.lifecycle import IGNORED, Classification, ContactEffect
@@ -366,6 +367,8 @@ TWILIO_ROWS: list[Any] = [
     pytest.param("failed", "21211", FAILED_INVALID_ADDRESS, id="21211-invalid-to"),
     pytest.param("failed", "21614", FAILED_INVALID_ADDRESS, id="21614-not-mobile"),
     pytest.param("failed", "21635", FAILED_INVALID_ADDRESS, id="21635-landline"),
+    pytest.param("failed", "21612", FAILED_UNREACHABLE_IF_REPEATED, id="21612-cannot-route"),
+    pytest.param("failed", "21408", FAILED_UNREACHABLE_IF_REPEATED, id="21408-region-disabled"),
     pytest.param("undelivered", "30005", FAILED_INVALID_ADDRESS, id="30005-unknown-handset"),
     pytest.param("undelivered", "30006", FAILED_INVALID_ADDRESS, id="30006-landline-carrier"),
     pytest.param(
@@ -389,6 +392,33 @@ def test_every_twilio_table_row_has_a_case() -> None:
     assert set(TWILIO_STATUSES) | TWILIO_FAILURE_STATUSES <= statuses
     codes = {int(param.values[1]) for param in TWILIO_ROWS if param.values[1]}
     assert set(TWILIO_ERROR_CODES) <= codes
+
+
+def test_every_twilio_code_links_its_own_page() -> None:
+    for code, row in TWILIO_ERROR_CODES.items():
+        assert row.code == code
+        assert row.doc == f"https://www.twilio.com/docs/api/errors/{code}"
+        assert row.title
+
+
+@pytest.mark.parametrize(
+    ("error_code", "expected"),
+    [
+        # The codes the two tables this one replaced disagreed on: the send path knew 21612
+        # and 21408 but not 21635, the status callbacks 21635 but not the other two.
+        pytest.param(21612, FAILED_UNREACHABLE_IF_REPEATED, id="21612-cannot-route"),
+        pytest.param(21408, FAILED_UNREACHABLE_IF_REPEATED, id="21408-region-disabled"),
+        pytest.param(21635, FAILED_INVALID_ADDRESS, id="21635-landline"),
+        pytest.param(21610, FAILED_OPTED_OUT, id="21610-stop"),
+        pytest.param(21606, FAILED_PROVIDER_ERROR, id="unlisted-our-sender"),
+        pytest.param(None, FAILED_PROVIDER_ERROR, id="missing"),
+    ],
+)
+def test_a_refused_send_and_a_status_callback_read_a_code_alike(
+    error_code: int | None, expected: Classification
+) -> None:
+    assert classify_twilio_error(error_code) == expected
+    assert classify_twilio("failed", error_code) == expected
 
 
 # --- Twilio: the rules around the table -------------------------------------------------------

@@ -145,6 +145,20 @@ async def test_recipient_error_codes_are_permanent_with_their_reason(
     assert raised.value.code == code
 
 
+async def test_a_landline_refused_at_send_is_an_invalid_address(
+    twilio: FakeTwilio, http_client: aiohttp.ClientSession
+) -> None:
+    # The API refuses texts to a landline outright where Twilio doesn't try them (21635):
+    # the number's fault, not our account's, so it must not count against Twilio's circuit.
+    twilio.fail_next(status=400, code=21635, message="'To' number cannot be a landline")
+
+    with pytest.raises(PermanentProviderError) as raised:
+        await adapter(http_client, twilio.base_url).send(sms())
+
+    assert raised.value.reason is Reason.INVALID_ADDRESS
+    assert raised.value.code == "21635"
+
+
 async def test_other_client_error_is_permanent_provider_error(
     twilio: FakeTwilio, http_client: aiohttp.ClientSession
 ) -> None:

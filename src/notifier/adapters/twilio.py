@@ -31,7 +31,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,7 +41,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from notifier.adapters.provider_http import ProviderHttp, basic_auth, retry_after_seconds
-from notifier.domain.classification import classify_twilio
+from notifier.domain.classification import classify_twilio, classify_twilio_error
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import Channel, OutboundMessage, Reason
 from notifier.ports import (
@@ -60,23 +59,6 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 
 # A whole SID, not just the "MG" prefix: an alphanumeric sender id may start with "MG" too.
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
-
-TWILIO_ERROR_REASONS: Mapping[int, Reason] = MappingProxyType(
-    {
-        # https://www.twilio.com/docs/api/errors/21211 Invalid 'To' phone number
-        21211: Reason.INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/21614 'To' number is not a valid mobile number
-        21614: Reason.INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/21610 Recipient replied STOP (unsubscribed)
-        21610: Reason.OPTED_OUT,
-        # https://www.twilio.com/docs/api/errors/21612 'To' number cannot be reached by SMS
-        21612: Reason.UNREACHABLE,
-        # https://www.twilio.com/docs/api/errors/21408 SMS to the 'To' region is not enabled
-        21408: Reason.UNREACHABLE,
-    }
-)
-"""Twilio error codes that say something about the recipient. Any other 4xx is a
-PermanentProviderError with Reason.PROVIDER_ERROR (our account or request is at fault)."""
 
 CLOCK_SLACK = timedelta(seconds=30)
 """How much earlier than our claim a text found in Twilio's list may be dated and still be
@@ -244,9 +226,8 @@ def _rejection(
         return TransientProviderError(
             PROVIDER, detail, code=_code_text(code), retry_after=retry_after_seconds(retry_after)
         )
-    reason = (
-        TWILIO_ERROR_REASONS.get(code, Reason.PROVIDER_ERROR) if code else Reason.PROVIDER_ERROR
-    )
+    # A code the table doesn't know is our account's or request's fault: PROVIDER_ERROR.
+    reason = classify_twilio_error(code).reason or Reason.PROVIDER_ERROR
     return PermanentProviderError(PROVIDER, detail, reason=reason, code=_code_text(code))
 
 

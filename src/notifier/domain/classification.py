@@ -1,6 +1,7 @@
-"""Vendor reports in the contract's terms: a SendGrid event or a Twilio status callback
-becomes a ``Classification`` (the delivery's new status, the reason, what the report says
-about the address, whether to send this message again on the other channel).
+"""Vendor reports in the contract's terms: a SendGrid event, a Twilio status callback or the
+error code of a send Twilio refused becomes a ``Classification`` (the delivery's new status,
+the reason, what the report says about the address, whether to send this message again on
+the other channel).
 
 Every decision is a row in a table below, next to the vendor page it comes from. Both vendors
 add events and codes without notice, so whatever a table doesn't know lands in a safe
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from notifier.domain.lifecycle import IGNORED, Classification, ContactEffect
@@ -218,8 +220,26 @@ TWILIO_FAILURE_STATUSES = frozenset({"undelivered", "failed"})
 """Outcomes decided by ``ErrorCode`` (TWILIO_ERROR_CODES). Both become ``failed``: the
 contract has no "undelivered"."""
 
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One row of a vendor's error-code table: the code, the vendor's title for it and the
+    page that says so, and what it means for the delivery and the address."""
+
+    code: int
+    title: str
+    doc: str
+    outcome: Classification
+
+
+_FAILED_OPTED_OUT = Classification(
+    DeliveryStatus.FAILED, Reason.OPTED_OUT, ContactEffect.OPTED_OUT, fail_over=True
+)
 _FAILED_INVALID_ADDRESS = Classification(
     DeliveryStatus.FAILED, Reason.INVALID_ADDRESS, ContactEffect.FAILING, fail_over=True
+)
+_FAILED_UNREACHABLE_IF_REPEATED = Classification(
+    DeliveryStatus.FAILED, Reason.UNREACHABLE, ContactEffect.FAILING_IF_REPEATED, fail_over=True
 )
 _FAILED_BLOCKED = Classification(
     DeliveryStatus.FAILED, Reason.BLOCKED, ContactEffect.FAILING, fail_over=True
@@ -229,47 +249,113 @@ TWILIO_ERROR_DEFAULT = Classification(
     DeliveryStatus.FAILED, Reason.PROVIDER_ERROR, ContactEffect.NONE, fail_over=True
 )
 """A failure whose code is missing or not in TWILIO_ERROR_CODES. Twilio warns that codes
-change, so a new one must fail this message over without judging the number."""
+change, so a new one must fail this message over without judging the number. As the reason
+of a refused send, PROVIDER_ERROR says our account or request is at fault, and counts
+towards opening Twilio's circuit."""
 
-TWILIO_ERROR_CODES: Mapping[int, Classification] = MappingProxyType(
-    {
-        # https://www.twilio.com/docs/api/errors/21610 Recipient replied STOP
-        21610: Classification(
-            DeliveryStatus.FAILED, Reason.OPTED_OUT, ContactEffect.OPTED_OUT, fail_over=True
-        ),
-        # https://www.twilio.com/docs/api/errors/21211 Invalid 'To' phone number
-        21211: _FAILED_INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/21614 'To' number is not a valid mobile number
-        21614: _FAILED_INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/21635 'To' number cannot be a landline
-        21635: _FAILED_INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/30005 Unknown destination handset
-        30005: _FAILED_INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/30006 Landline or unreachable carrier
-        30006: _FAILED_INVALID_ADDRESS,
-        # https://www.twilio.com/docs/api/errors/30003 Unreachable destination handset: often
-        # a phone that is off or out of coverage, so only a repeat condemns the number.
-        30003: Classification(
-            DeliveryStatus.FAILED,
-            Reason.UNREACHABLE,
-            ContactEffect.FAILING_IF_REPEATED,
-            fail_over=True,
-        ),
-        # https://www.twilio.com/docs/api/errors/30004 Message blocked
-        30004: _FAILED_BLOCKED,
-        # https://www.twilio.com/docs/api/errors/30007 Message filtered (carrier violation)
-        30007: _FAILED_BLOCKED,
-        # Twilio's or the carrier's trouble, not the number's. Listed so that they stay
-        # here if the default ever changes.
-        # https://www.twilio.com/docs/api/errors/30001 Queue overflow
-        30001: TWILIO_ERROR_DEFAULT,
-        # https://www.twilio.com/docs/api/errors/30008 Unknown error
-        30008: TWILIO_ERROR_DEFAULT,
-        # https://www.twilio.com/docs/api/errors/30500 Twilio internal error
-        30500: TWILIO_ERROR_DEFAULT,
-    }
+_TWILIO_ERROR_ROWS = (
+    # Codes of a send the API refuses (its 4xx answer); a status callback may carry them too.
+    ErrorCode(
+        21610,
+        "Attempt to send to unsubscribed recipient (the number replied STOP)",
+        "https://www.twilio.com/docs/api/errors/21610",
+        _FAILED_OPTED_OUT,
+    ),
+    ErrorCode(
+        21211,
+        "Invalid 'To' phone number",
+        "https://www.twilio.com/docs/api/errors/21211",
+        _FAILED_INVALID_ADDRESS,
+    ),
+    ErrorCode(
+        21614,
+        "'To' number is not a valid mobile number",
+        "https://www.twilio.com/docs/api/errors/21614",
+        _FAILED_INVALID_ADDRESS,
+    ),
+    ErrorCode(
+        21635,
+        "'To' number cannot be a landline",
+        "https://www.twilio.com/docs/api/errors/21635",
+        _FAILED_INVALID_ADDRESS,
+    ),
+    # The combination of this number and our sender can't be routed (sender id rules of the
+    # destination, a carrier Twilio doesn't reach): about the number as we send to it, but
+    # not proof it is wrong, so only a repeat marks it.
+    ErrorCode(
+        21612,
+        "Message cannot be sent with the current combination of 'To' and 'From' parameters",
+        "https://www.twilio.com/docs/api/errors/21612",
+        _FAILED_UNREACHABLE_IF_REPEATED,
+    ),
+    # The number's country is off in our Messaging Geo Permissions. Refused for this number
+    # only: as a provider error, a few numbers abroad would open the circuit for everyone.
+    ErrorCode(
+        21408,
+        "Message blocked: permissions disabled for the destination region",
+        "https://www.twilio.com/docs/api/errors/21408",
+        _FAILED_UNREACHABLE_IF_REPEATED,
+    ),
+    # Codes of a status callback: the carrier's answer after Twilio took the message.
+    ErrorCode(
+        30005,
+        "Unknown destination handset",
+        "https://www.twilio.com/docs/api/errors/30005",
+        _FAILED_INVALID_ADDRESS,
+    ),
+    ErrorCode(
+        30006,
+        "Landline or unreachable carrier",
+        "https://www.twilio.com/docs/api/errors/30006",
+        _FAILED_INVALID_ADDRESS,
+    ),
+    # Often a phone that is off or out of coverage, so only a repeat condemns the number.
+    ErrorCode(
+        30003,
+        "Unreachable destination handset",
+        "https://www.twilio.com/docs/api/errors/30003",
+        _FAILED_UNREACHABLE_IF_REPEATED,
+    ),
+    ErrorCode(
+        30004,
+        "Message blocked",
+        "https://www.twilio.com/docs/api/errors/30004",
+        _FAILED_BLOCKED,
+    ),
+    ErrorCode(
+        30007,
+        "Message filtered (carrier violation)",
+        "https://www.twilio.com/docs/api/errors/30007",
+        _FAILED_BLOCKED,
+    ),
+    # Twilio's or the carrier's trouble, not the number's. Listed so that they stay here if
+    # the default ever changes.
+    ErrorCode(
+        30001,
+        "Queue overflow",
+        "https://www.twilio.com/docs/api/errors/30001",
+        TWILIO_ERROR_DEFAULT,
+    ),
+    ErrorCode(
+        30008,
+        "Unknown error",
+        "https://www.twilio.com/docs/api/errors/30008",
+        TWILIO_ERROR_DEFAULT,
+    ),
+    ErrorCode(
+        30500,
+        "Twilio internal error",
+        "https://www.twilio.com/docs/api/errors/30500",
+        TWILIO_ERROR_DEFAULT,
+    ),
 )
-"""Twilio ``ErrorCode`` of an undelivered or failed message."""
+
+TWILIO_ERROR_CODES: Mapping[int, ErrorCode] = MappingProxyType(
+    {row.code: row for row in _TWILIO_ERROR_ROWS}
+)
+"""Twilio error codes by number, one table for both ways a code arrives: the answer to a
+refused send (the adapter's PermanentProviderError takes its reason) and the ``ErrorCode``
+of an undelivered or failed message's status callback."""
 
 
 def classify_twilio(message_status: str, error_code: str | int | None) -> Classification:
@@ -277,11 +363,16 @@ def classify_twilio(message_status: str, error_code: str | int | None) -> Classi
     The code is read only for a failure; it may arrive as a form string or a number."""
     status = _normalize(message_status)
     if status in TWILIO_FAILURE_STATUSES:
-        code = _twilio_error_code(error_code)
-        if code is None:
-            return TWILIO_ERROR_DEFAULT
-        return TWILIO_ERROR_CODES.get(code, TWILIO_ERROR_DEFAULT)
+        return classify_twilio_error(error_code)
     return TWILIO_STATUSES.get(status, IGNORED)
+
+
+def classify_twilio_error(error_code: str | int | None) -> Classification:
+    """A Twilio error code in the contract's terms, from a refused send or a status
+    callback; TWILIO_ERROR_DEFAULT when it is missing or unknown."""
+    code = _twilio_error_code(error_code)
+    row = TWILIO_ERROR_CODES.get(code) if code is not None else None
+    return row.outcome if row is not None else TWILIO_ERROR_DEFAULT
 
 
 def _twilio_error_code(error_code: str | int | None) -> int | None:
