@@ -116,6 +116,14 @@ def configure_logging(level: str, style: Literal["json", "text"]) -> None:
         )
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Whatever configured uvicorn's loggers before (its own dictConfig gives the access log
+    # a handler of its own that doesn't propagate), their lines go through this handler
+    # too, where they are masked.
+    for server_logger in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(server_logger)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
     # aiokafka reports every reconnect attempt at INFO/WARNING, Alembic each plugin and
     # step of a migration: keep their chatter down.
     for chatty in ("aiokafka", "alembic"):
