@@ -26,8 +26,10 @@ from notifier.domain.resolution import (
     alternate_channel,
     choose_channel,
     choose_language,
+    fallback_channel,
     message_text,
     original_text,
+    plan_fallback,
     plan_recipient,
     recipients_to_notify,
 )
@@ -149,6 +151,74 @@ def test_there_is_no_alternate_without_the_other_contact_point() -> None:
 
 def test_the_app_has_no_alternate() -> None:
     assert alternate_channel(recipient(), Channel.APP) is None
+
+
+# Rules 2, 3 and 6 after sending: failing over
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [(Channel.SMS, Channel.EMAIL), (Channel.EMAIL, Channel.SMS), (Channel.APP, None)],
+)
+def test_a_delivery_fails_over_to_the_other_of_sms_and_email(
+    channel: Channel, expected: Channel | None
+) -> None:
+    assert fallback_channel(channel, fallback_from=None) is expected
+
+
+def test_a_fallback_never_fails_over_again() -> None:
+    assert fallback_channel(Channel.EMAIL, fallback_from=Channel.SMS) is None
+
+
+def test_a_fallback_to_an_active_address_is_sent() -> None:
+    planned = plan_fallback(
+        Channel.SMS, ContactPoint(Channel.EMAIL, EMAIL), Route.FAILOVER_BOUNCE, muted=False
+    )
+
+    assert planned == PlannedDelivery(
+        Channel.EMAIL, EMAIL, Route.FAILOVER_BOUNCE, fallback_from=Channel.SMS
+    )
+    assert planned.needs_sending
+
+
+def test_a_fallback_for_someone_who_muted_the_conversation_is_suppressed_as_muted() -> None:
+    # Muted wins over the address's own state: it is the person's latest word.
+    point = ContactPoint(Channel.EMAIL, EMAIL, ContactStatus.FAILING, Reason.MAILBOX_FULL)
+
+    planned = plan_fallback(Channel.SMS, point, Route.FAILOVER_REJECTED, muted=True)
+
+    assert (planned.outcome, planned.reason) == (DeliveryStatus.SUPPRESSED, Reason.MUTED)
+    assert (planned.channel, planned.fallback_from) == (Channel.EMAIL, Channel.SMS)
+
+
+def test_a_fallback_to_an_opted_out_address_is_suppressed_as_opted_out() -> None:
+    point = ContactPoint(Channel.SMS, PHONE, ContactStatus.OPTED_OUT, Reason.OPTED_OUT)
+
+    planned = plan_fallback(Channel.EMAIL, point, Route.FAILOVER_BOUNCE, muted=False)
+
+    assert planned == PlannedDelivery(
+        Channel.SMS,
+        PHONE,
+        Route.FAILOVER_BOUNCE,
+        Channel.EMAIL,
+        DeliveryStatus.SUPPRESSED,
+        Reason.OPTED_OUT,
+    )
+
+
+def test_a_fallback_to_a_failing_address_is_skipped_with_the_address_reason() -> None:
+    point = ContactPoint(Channel.EMAIL, EMAIL, ContactStatus.FAILING, Reason.MAILBOX_FULL)
+
+    planned = plan_fallback(Channel.SMS, point, Route.FAILOVER_DEFERRED_TOO_LONG, muted=False)
+
+    assert planned == PlannedDelivery(
+        Channel.EMAIL,
+        EMAIL,
+        Route.FAILOVER_DEFERRED_TOO_LONG,
+        Channel.SMS,
+        DeliveryStatus.SKIPPED,
+        Reason.MAILBOX_FULL,
+    )
 
 
 # Rule 3: failing and opted-out contact points

@@ -7,11 +7,20 @@ and the rules that apply them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 
-from notifier.domain.model import Channel, ContactStatus, DeliveryStatus, Reason, Route
+from notifier.domain.model import (
+    Channel,
+    ContactPoint,
+    ContactStatus,
+    DeliveryStatus,
+    Reason,
+    Route,
+)
 
 
 class ContactEffect(StrEnum):
@@ -98,9 +107,142 @@ def failover_route(status: DeliveryStatus, reason: Reason | None) -> Route:
     return FAILOVER_ROUTES.get(status, Route.FAILOVER_BOUNCE)
 
 
-def contact_status_for(effect: ContactEffect) -> ContactStatus | None:
-    return {
-        ContactEffect.FAILING: ContactStatus.FAILING,
-        ContactEffect.OPTED_OUT: ContactStatus.OPTED_OUT,
-        ContactEffect.WORKS: ContactStatus.ACTIVE,
-    }.get(effect)
+REFUSAL_EFFECTS: Mapping[Reason, ContactEffect] = MappingProxyType(
+    {
+        Reason.INVALID_ADDRESS: ContactEffect.FAILING,
+        Reason.BLOCKED: ContactEffect.FAILING,
+        Reason.OPTED_OUT: ContactEffect.OPTED_OUT,
+        Reason.UNREACHABLE: ContactEffect.FAILING_IF_REPEATED,
+    }
+)
+"""What a provider's refusal of the send itself says about the address, by the refusal's
+reason; any other reason (a provider error) says nothing about it."""
+
+
+def refused_send(reason: Reason | None) -> Classification | None:
+    """A send the provider refused outright, as if it had reported it: failed, failing over,
+    with what the reason says about the address; None when it says nothing about it."""
+    effect = REFUSAL_EFFECTS.get(reason) if reason is not None else None
+    if effect is None:
+        return None
+    return Classification(DeliveryStatus.FAILED, reason, effect, fail_over=True)
+
+
+def condemns_address(classification: Classification) -> bool:
+    """The report fails its message over because the address itself is broken (failing or
+    opted out): the same message's other deliveries to it won't arrive either."""
+    return classification.fail_over and classification.contact in (
+        ContactEffect.FAILING,
+        ContactEffect.OPTED_OUT,
+    )
+
+
+def counts_a_strike(classification: Classification) -> bool:
+    """The report is one strike towards marking the address failing."""
+    return classification.contact is ContactEffect.FAILING_IF_REPEATED
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    to: ContactStatus
+    from_statuses: frozenset[ContactStatus]
+
+
+ADDRESS_TRANSITIONS: Mapping[ContactEffect, Transition] = MappingProxyType(
+    {
+        # Failing only from active: an opted-out address stays opted out, and a failing one
+        # keeps the reason and time it first failed with.
+        ContactEffect.FAILING: Transition(ContactStatus.FAILING, frozenset({ContactStatus.ACTIVE})),
+        ContactEffect.OPTED_OUT: Transition(
+            ContactStatus.OPTED_OUT, frozenset({ContactStatus.ACTIVE, ContactStatus.FAILING})
+        ),
+        # A tracked click proves a failing mailbox works; it doesn't undo an opt-out.
+        ContactEffect.WORKS: Transition(ContactStatus.ACTIVE, frozenset({ContactStatus.FAILING})),
+    }
+)
+"""The contact point state machine: what each effect moves an address to, and from which
+statuses (contract: "Contact point status"). From any other status the effect does nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    """What a report does to its address; nothing when both fields are empty."""
+
+    record: ContactPoint | None = None
+    """The address's new state, to store as it is."""
+    person_reset: bool = False
+    """Back to active by the person's own doing (a tracked click): a reset like support's,
+    audited and clearing the provider's suppression, rather than a state to store."""
+
+
+def address_change(
+    current: ContactPoint,
+    classification: Classification,
+    *,
+    strikes: int,
+    strikes_to_fail: int,
+    occurred_at: datetime,
+) -> AddressChange:
+    """What ``classification``, reported at ``occurred_at``, does to the address in state
+    ``current``. ``strikes`` counts the address's strikes with this report's own (see
+    counts_a_strike): a repeated failure marks it failing at ``strikes_to_fail``. A delivery
+    to an active address clears the strikes counted so far."""
+    effect = classification.contact
+    if effect is ContactEffect.FAILING_IF_REPEATED:
+        if strikes < strikes_to_fail:
+            return AddressChange()
+        effect = ContactEffect.FAILING
+    transition = ADDRESS_TRANSITIONS.get(effect)
+    if transition is not None and current.status in transition.from_statuses:
+        if effect is ContactEffect.WORKS:
+            return AddressChange(person_reset=True)
+        return AddressChange(
+            ContactPoint(
+                current.channel,
+                current.address,
+                transition.to,
+                classification.address_reason,
+                occurred_at,
+            )
+        )
+    if (
+        classification.status is DeliveryStatus.DELIVERED
+        and current.strikes
+        and current.status is ContactStatus.ACTIVE
+    ):
+        return AddressChange(ContactPoint(current.channel, current.address))
+    return AddressChange()
+
+
+def deferred_too_long(waited_reason: Reason | None) -> Classification:
+    """Our timer's report on a delivery that stayed deferred (or only sent) past its limit:
+    failed as deferred_too_long and failing over; one strike against the address, as full
+    when the deferrals said the mailbox was, else as unreachable."""
+    return Classification(
+        status=DeliveryStatus.FAILED,
+        reason=Reason.DEFERRED_TOO_LONG,
+        contact=ContactEffect.FAILING_IF_REPEATED,
+        fail_over=True,
+        contact_reason=(
+            Reason.MAILBOX_FULL if waited_reason is Reason.MAILBOX_FULL else Reason.UNREACHABLE
+        ),
+    )
+
+
+def awaiting_final_status(
+    *, sms_final_status_expected: bool
+) -> tuple[tuple[Channel, DeliveryStatus], ...]:
+    """The (channel, status) of deliveries still waiting for a final status: an email only
+    deferred, and a text only sent when status callbacks are configured (without them every
+    text would look overdue)."""
+    waiting: tuple[tuple[Channel, DeliveryStatus], ...] = (
+        (Channel.EMAIL, DeliveryStatus.DEFERRED),
+    )
+    if sms_final_status_expected:
+        waiting += ((Channel.SMS, DeliveryStatus.SENT),)
+    return waiting
+
+
+def is_overdue(sent_at: datetime | None, limit: timedelta, now: datetime) -> bool:
+    """Whether a delivery sent at ``sent_at`` has waited past ``limit`` for a final status."""
+    return sent_at is not None and sent_at <= now - limit

@@ -163,6 +163,34 @@ def _external_deliveries(
     ]
 
 
+def fallback_channel(channel: Channel, fallback_from: Channel | None) -> Channel | None:
+    """Rule 2 after sending: the channel a delivery on ``channel`` fails over to; none for
+    a delivery that is itself a fallback (once, never back and forth) or for the app."""
+    if fallback_from is not None:
+        return None
+    return other_channel(channel)
+
+
+def plan_fallback(
+    failed: Channel, point: ContactPoint, route: Route, *, muted: bool
+) -> PlannedDelivery:
+    """Rules 2, 3 and 6 after sending: the same message again on the other channel, to the
+    address ``point`` is the state of; recorded as not sent when the person muted the
+    conversation (suppressed), or when that address is opted out (suppressed) or failing
+    (skipped, with its reason), the app inbox being then the last resort."""
+
+    def not_sent(outcome: DeliveryStatus, reason: Reason | None) -> PlannedDelivery:
+        return PlannedDelivery(point.channel, point.address, route, failed, outcome, reason)
+
+    if muted:
+        return not_sent(DeliveryStatus.SUPPRESSED, Reason.MUTED)
+    if point.status is ContactStatus.OPTED_OUT:
+        return not_sent(DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT)
+    if point.status is ContactStatus.FAILING:
+        return not_sent(DeliveryStatus.SKIPPED, point.reason)
+    return PlannedDelivery(point.channel, point.address, route, fallback_from=failed)
+
+
 def _not_sent(
     choice: ChannelChoice, address: str, outcome: DeliveryStatus, reason: Reason
 ) -> PlannedDelivery:

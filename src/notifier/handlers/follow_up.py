@@ -13,12 +13,18 @@ from notifier.domain.lifecycle import (
     Classification,
     ContactEffect,
     ProviderReport,
+    address_change,
+    awaiting_final_status,
+    condemns_address,
+    counts_a_strike,
+    deferred_too_long,
     failover_route,
+    is_overdue,
     moves_forward,
+    refused_send,
 )
 from notifier.domain.model import (
     Channel,
-    ContactPoint,
     ContactStatus,
     DeliveryStatus,
     Reason,
@@ -26,11 +32,11 @@ from notifier.domain.model import (
     SendRequest,
 )
 from notifier.domain.resolution import (
-    PlannedDelivery,
     RecipientPlan,
     choose_language,
     contact_point,
-    other_channel,
+    fallback_channel,
+    plan_fallback,
 )
 from notifier.handlers.contact_points import Actor, ContactPointDependencies, reset_contact_point
 from notifier.handlers.delivery import (
@@ -74,15 +80,6 @@ class ReportOutcome(StrEnum):
     IGNORED = "ignored"
 
 
-# What a provider's synchronous refusal says about the address (the send call itself failed).
-REJECTION_EFFECTS = {
-    Reason.INVALID_ADDRESS: ContactEffect.FAILING,
-    Reason.BLOCKED: ContactEffect.FAILING,
-    Reason.OPTED_OUT: ContactEffect.OPTED_OUT,
-    Reason.UNREACHABLE: ContactEffect.FAILING_IF_REPEATED,
-}
-
-
 async def deliver_and_fail_over(request: SendRequest, deps: FollowUpDependencies) -> RequestReport:
     """Deliver a request; a notification the provider refused outright (an invalid number,
     an opted-out address, a provider that kept failing) goes out on the other channel at
@@ -94,14 +91,10 @@ async def deliver_and_fail_over(request: SendRequest, deps: FollowUpDependencies
         delivery = await deps.delivery.store.delivery(event.delivery_id)
         if delivery is None or delivery.address is None:
             continue
-        effect = REJECTION_EFFECTS.get(event.reason) if event.reason else None
-        if effect is not None:
+        refusal = refused_send(event.reason)
+        if refusal is not None:
             await _apply_to_address(
-                delivery.channel,
-                delivery.address,
-                Classification(DeliveryStatus.FAILED, event.reason, effect, fail_over=True),
-                event.occurred_at,
-                deps,
+                delivery.channel, delivery.address, refusal, event.occurred_at, deps
             )
         # Idempotent: a redelivered request finds the fallback already claimed.
         await fail_over(delivery, DeliveryStatus.FAILED, event.reason, deps)
@@ -143,8 +136,7 @@ async def _apply(report: ProviderReport, deps: FollowUpDependencies) -> ReportOu
         await _record(delivery, classification.status, classification.reason, deps.delivery)
         if classification.fail_over:
             await fail_over(delivery, classification.status, classification.reason, deps)
-    broken = classification.contact in (ContactEffect.FAILING, ContactEffect.OPTED_OUT)
-    if outcome is ReportOutcome.APPLIED and classification.fail_over and broken and address:
+    if outcome is ReportOutcome.APPLIED and condemns_address(classification) and address:
         # The address itself is broken: the same message's other deliveries to it (a
         # family sharing the inbox) won't arrive either, so they fail over now too.
         for sibling in await deps.delivery.store.open_deliveries_to(
@@ -196,35 +188,24 @@ async def _apply_to_address(
     store = deps.delivery.store
     current = contact_point(await store.contact_points([(channel, address)]), channel, address)
     effect = classification.contact
-    reason = classification.address_reason
-
     if effect is not ContactEffect.NONE and effect is not ContactEffect.WORKS:
         deps.delivery.metrics.bounce(channel, classification.address_reason)
-    if effect is ContactEffect.FAILING_IF_REPEATED:
-        strikes = await store.add_strike(channel, address)
-        if strikes < deps.policy.strikes_to_fail:
-            return
-        effect = ContactEffect.FAILING
-    if effect is ContactEffect.FAILING and current.status is ContactStatus.ACTIVE:
-        await store.set_contact_point(
-            ContactPoint(channel, address, ContactStatus.FAILING, reason, occurred_at)
-        )
-        log.info("%s address now failing (%s)", channel, reason)
-    elif effect is ContactEffect.OPTED_OUT and current.status is not ContactStatus.OPTED_OUT:
-        await store.set_contact_point(
-            ContactPoint(channel, address, ContactStatus.OPTED_OUT, reason, occurred_at)
-        )
-    elif effect is ContactEffect.WORKS and current.status is ContactStatus.FAILING:
-        # A tracked click from the address: the mailbox works again; the person's own reset.
+    strikes = await store.add_strike(channel, address) if counts_a_strike(classification) else 0
+    change = address_change(
+        current,
+        classification,
+        strikes=strikes,
+        strikes_to_fail=deps.policy.strikes_to_fail,
+        occurred_at=occurred_at,
+    )
+    if change.record is not None:
+        await store.set_contact_point(change.record)
+        if change.record.status is ContactStatus.FAILING:
+            log.info("%s address now failing (%s)", channel, change.record.reason)
+    elif change.person_reset:
         await reset_contact_point(
             channel, address, Actor.person("tracked click"), None, None, deps.contact_points
         )
-    elif (
-        classification.status is DeliveryStatus.DELIVERED
-        and current.strikes
-        and current.status is ContactStatus.ACTIVE
-    ):
-        await store.set_contact_point(ContactPoint(channel, address))
 
 
 async def _record(
@@ -257,8 +238,8 @@ async def fail_over(
     """Send the same message again on the other channel, once: never back and forth. When
     the other channel is failing too, that fallback is recorded as skipped or suppressed
     (the app inbox, which always has the message, is then the last resort)."""
-    alternate = other_channel(delivery.channel)
-    if alternate is None or delivery.fallback_from is not None:
+    alternate = fallback_channel(delivery.channel, delivery.fallback_from)
+    if alternate is None:
         return
     store = deps.delivery.store
     request = await store.load_request(delivery.message_id)
@@ -273,22 +254,14 @@ async def fail_over(
     if address is None:
         return  # nothing to fail over to; the bounced/failed event already says so
 
-    route = route or failover_route(status, reason)
     point = contact_point(await store.contact_points([(alternate, address)]), alternate, address)
     state = await store.conversation_state(delivery.conversation_id)
-    planned = PlannedDelivery(alternate, address, route, fallback_from=delivery.channel)
-    if state is not None and delivery.recipient_id in state.muted_by:
-        planned = PlannedDelivery(
-            alternate, address, route, delivery.channel, DeliveryStatus.SUPPRESSED, Reason.MUTED
-        )
-    elif point.status is ContactStatus.OPTED_OUT:
-        planned = PlannedDelivery(
-            alternate, address, route, delivery.channel, DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT
-        )
-    elif point.status is ContactStatus.FAILING:
-        planned = PlannedDelivery(
-            alternate, address, route, delivery.channel, DeliveryStatus.SKIPPED, point.reason
-        )
+    planned = plan_fallback(
+        delivery.channel,
+        point,
+        route or failover_route(status, reason),
+        muted=state is not None and delivery.recipient_id in state.muted_by,
+    )
     language = delivery.language or choose_language(recipient.language, district)
     plan = RecipientPlan(recipient, language, (planned,))
     deps.delivery.metrics.failover(delivery.channel, alternate, reason)
@@ -301,9 +274,7 @@ async def fail_over_overdue(deps: FollowUpDependencies) -> int:
     store, so it survives restarts; run it periodically."""
     store = deps.delivery.store
     now = deps.delivery.clock.now()
-    waiting = [(Channel.EMAIL, DeliveryStatus.DEFERRED)]
-    if deps.policy.sms_final_status_expected:
-        waiting.append((Channel.SMS, DeliveryStatus.SENT))
+    waiting = awaiting_final_status(sms_final_status_expected=deps.policy.sms_final_status_expected)
     districts: dict[str, timedelta] = {}
     handled = 0
     # Candidates by the shortest limit anyone may have (a district's is whole minutes), then
@@ -312,19 +283,12 @@ async def fail_over_overdue(deps: FollowUpDependencies) -> int:
     for channel, status in waiting:
         for delivery in await store.overdue_deliveries(channel, status, now - shortest):
             limit = await _overdue_limit(delivery.district_id, districts, deps)
-            if delivery.sent_at is None or delivery.sent_at > now - limit:
+            if not is_overdue(delivery.sent_at, limit, now):
                 continue
-            mailbox_full = delivery.reason is Reason.MAILBOX_FULL
             report = ProviderReport(
                 provider=OUR_TIMER,
                 channel=channel,
-                classification=Classification(
-                    status=DeliveryStatus.FAILED,
-                    reason=Reason.DEFERRED_TOO_LONG,
-                    contact=ContactEffect.FAILING_IF_REPEATED,
-                    fail_over=True,
-                    contact_reason=Reason.MAILBOX_FULL if mailbox_full else Reason.UNREACHABLE,
-                ),
+                classification=deferred_too_long(delivery.reason),
                 occurred_at=now,
                 delivery_id=delivery.delivery_id,
             )
