@@ -55,7 +55,6 @@ class World:
     store: SqlStore
     sms: ScriptedSender
     email: ScriptedSender
-    inbox: ScriptedSender
     events: RecordingEvents
     metrics: PrometheusMetrics
     deps: DeliveryDependencies
@@ -70,15 +69,11 @@ class World:
 @pytest.fixture
 async def world(store: SqlStore) -> World:
     await store.upsert_district(district())
-    sms, email, inbox = (
-        ScriptedSender("sms-fake"),
-        ScriptedSender("email-fake"),
-        ScriptedSender("inbox-fake"),
-    )
+    sms, email = ScriptedSender("sms-fake"), ScriptedSender("email-fake")
     events, metrics = RecordingEvents(), PrometheusMetrics()
     deps = DeliveryDependencies(
         store=store,
-        senders={Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: inbox},
+        senders={Channel.SMS: sms, Channel.EMAIL: email},
         events=events,
         catalogs=GettextCatalogs(),
         clock=SteppingClock(),
@@ -88,7 +83,7 @@ async def world(store: SqlStore) -> World:
         ),
         in_flight=asyncio.Semaphore(8),
     )
-    return World(store, sms, email, inbox, events, metrics, deps)
+    return World(store, sms, email, events, metrics, deps)
 
 
 async def test_failing_email_sends_by_sms_with_fallback_from(world: World) -> None:
@@ -186,7 +181,7 @@ async def test_two_copies_of_a_request_at_once_text_the_person_once(world: World
     )
 
     assert len(world.sms.sent) == 1
-    assert len(world.inbox.sent) == 1
+    assert len(await world.store.inbox("guardian-9")) == 1
     assert {first.repeated, second.repeated} == {0, 2}
 
 
@@ -284,8 +279,8 @@ async def test_spanish_speaker_gets_the_translation_with_a_spanish_label(world: 
     assert (
         sms.sms.body == "Para Lucía: Ms. Rivera: Los formularios de la excursión vencen el viernes."
     )
-    [inbox] = world.inbox.sent
-    assert inbox.inbox_body == "Los formularios de la excursión vencen el viernes."
+    [inbox] = await world.store.inbox("guardian-lucia")
+    assert inbox["body"] == "Los formularios de la excursión vencen el viernes."
 
 
 async def test_delivery_latency_is_measured_from_request_creation(world: World) -> None:
@@ -524,3 +519,40 @@ async def test_one_text_for_a_shared_phone_is_recorded_for_everyone_on_retry(
         "guardian-dennis": DeliveryStatus.SENT,
         "guardian-maya": DeliveryStatus.SENT,
     }
+
+
+async def test_an_inbox_copy_is_one_sent_event_and_one_ledger_row(world: World) -> None:
+    await world.store.upsert_recipient(person("student-sam", Role.STUDENT))
+
+    await deliver_request(request("student-sam"), world.deps)
+
+    app_events = [e for e in world.events.published if e.channel is Channel.APP]
+    assert [(e.status, e.provider) for e in app_events] == [(DeliveryStatus.SENT, "app-inbox")]
+    [row] = await world.store.deliveries_of_message("msg-1")
+    assert (row.status, row.sent_at is not None) == (DeliveryStatus.SENT, True)
+    assert len(await world.store.inbox("student-sam")) == 1
+
+
+async def test_an_inbox_copy_left_queued_by_an_older_version_is_finished_once(
+    world: World,
+) -> None:
+    # Before inbox copies were claimed as sent, a process that died between the claim and
+    # the copy left the app delivery "queued" with no copy written.
+    await world.store.upsert_recipient(person("student-sam", Role.STUDENT))
+    await world.store.claim_delivery(
+        delivery_record(
+            message_id="msg-1",
+            recipient_id="student-sam",
+            channel=Channel.APP,
+            address=None,
+            route=Route.APP_ONLY,
+            language="en",
+        )
+    )
+
+    await deliver_request(request("student-sam"), world.deps)
+    await deliver_request(request("student-sam"), world.deps)
+
+    assert len(await world.store.inbox("student-sam")) == 1
+    [row] = await world.store.deliveries_of_message("msg-1")
+    assert row.status is DeliveryStatus.SENT

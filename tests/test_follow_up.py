@@ -157,15 +157,11 @@ class World:
 @pytest.fixture
 async def world(store: SqlStore) -> World:
     await store.upsert_district(district())
-    sms, email, inbox = (
-        ScriptedSender("twilio-fake"),
-        ScriptedSender("sendgrid-fake"),
-        ScriptedSender("inbox-fake"),
-    )
+    sms, email = ScriptedSender("twilio-fake"), ScriptedSender("sendgrid-fake")
     events, clock, suppressions = RecordingEvents(), SteppingClock(), RecordingSuppressions()
     delivery = DeliveryDependencies(
         store=store,
-        senders={Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: inbox},
+        senders={Channel.SMS: sms, Channel.EMAIL: email},
         events=events,
         catalogs=GettextCatalogs(),
         clock=clock,

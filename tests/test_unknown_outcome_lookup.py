@@ -83,7 +83,6 @@ class Restarts:
             senders={
                 Channel.SMS: sms,
                 Channel.EMAIL: ScriptedSender("email-fake"),
-                Channel.APP: ScriptedSender("inbox-fake"),
             },
             events=RecordingEvents(),
             catalogs=GettextCatalogs(),

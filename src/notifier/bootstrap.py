@@ -19,7 +19,6 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from notifier.adapters.api_tokens import StaticTokens
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.clock import SystemClock
-from notifier.adapters.inbox import AppInbox
 from notifier.adapters.kafka_events import KafkaEventPublisher, KafkaReplyPublisher
 from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
 from notifier.adapters.lingua_languages import LinguaDetector
@@ -47,11 +46,11 @@ from notifier.handlers.contact_points import ContactPointDependencies
 from notifier.handlers.delivery import (
     DeliveryDependencies,
     ResumeLinks,
-    RetryPolicy,
     UnknownOutcomeLookups,
 )
 from notifier.handlers.follow_up import FollowUpDependencies, FollowUpPolicy
 from notifier.handlers.replies import ReplyDependencies, ReplyPolicy
+from notifier.handlers.sending import RetryPolicy
 from notifier.handlers.tokens import issue_token
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import (
@@ -253,7 +252,8 @@ async def open_container(settings: Settings) -> Container:
             metrics=metrics,
             senders_limit=RateLimiter(per_minute=delivery.replies_per_minute, burst=5),
             reply_address_secret=reply_address_secret,
-            email_sender=providers.senders[Channel.EMAIL],
+            # Behind the same circuit, pacing, slots and retries as every delivery.
+            email_sender=deliveries.guarded(Channel.EMAIL),
             text_reader=MailReplyParser(reply_languages),
             detector=LinguaDetector(reply_languages),
             translator=translator,
@@ -317,7 +317,7 @@ def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSessi
             )
         )
     return _Providers(
-        senders={Channel.SMS: sms, Channel.EMAIL: email, Channel.APP: AppInbox(store)},
+        senders={Channel.SMS: sms, Channel.EMAIL: email},
         lookups=lookups,
         suppressions=suppressions,
         email_events=email_events,

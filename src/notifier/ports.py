@@ -328,8 +328,12 @@ class Store(Protocol):
 
     async def delete_conversation_state(self, conversation_id: str) -> bool: ...
 
-    async def claim_delivery(self, record: DeliveryRecord) -> Claim:
-        """Insert the delivery unless one exists for its (message, recipient, channel)."""
+    async def claim_delivery(
+        self, record: DeliveryRecord, *, inbox_copy: OutboundMessage | None = None
+    ) -> Claim:
+        """Insert the delivery unless one exists for its (message, recipient, channel);
+        with ``inbox_copy``, a new claim writes that app inbox entry in the same
+        transaction (an inbox copy is one row and one event, recorded as sent)."""
         ...
 
     async def record_event(

@@ -332,11 +332,16 @@ class SqlStore:
 
     # -- delivery ledger -------------------------------------------------------------------
 
-    async def claim_delivery(self, record: DeliveryRecord) -> Claim:
-        return await self._claims.write(record)
+    async def claim_delivery(
+        self, record: DeliveryRecord, *, inbox_copy: OutboundMessage | None = None
+    ) -> Claim:
+        return await self._claims.write((record, inbox_copy))
 
-    async def _claim_many(self, records: Sequence[DeliveryRecord]) -> list[Claim]:
+    async def _claim_many(
+        self, claims: Sequence[tuple[DeliveryRecord, OutboundMessage | None]]
+    ) -> list[Claim]:
         now = self._clock.now()
+        records = [record for record, _ in claims]
         # A delivery twice in one batch (never from one process's concurrent work, which
         # waits for the first copy) is claimed by its first copy and found by the second,
         # as two transactions one after the other would do.
@@ -357,18 +362,27 @@ class SqlStore:
             claimed = [r for r, new in zip(records, is_new, strict=True) if new]
             if claimed:
                 await connection.execute(
-                    sa.insert(t.delivery_events),
+                    self._event_history_statement,
                     [
                         {
                             "event_id": event_id_for(r.delivery_id, r.status),
                             "delivery_id": r.delivery_id,
                             "status": r.status.value,
                             "reason": r.reason.value if r.reason else None,
+                            "provider": r.provider,
+                            "provider_message_id": r.provider_message_id,
                             "occurred_at": now,
                         }
                         for r in claimed
                     ],
                 )
+            copies = [
+                copy
+                for (_, copy), new in zip(claims, is_new, strict=True)
+                if new and copy is not None
+            ]
+            if copies:
+                await connection.execute(self._inbox_statement, _inbox_rows(copies, now))
             earlier = [_triple(r) for r, new in zip(records, is_new, strict=True) if not new]
             found = await self._count_attempt(connection, earlier) if earlier else {}
         return [
@@ -828,23 +842,9 @@ class SqlStore:
         return await self._inbox_copies.write(message)
 
     async def _write_inbox_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
-        now = self._clock.now()
         async with self._engine.begin() as connection:
             await connection.execute(
-                self._inbox_statement,
-                [
-                    {
-                        "entry_id": message.delivery_id,
-                        "recipient_id": message.recipient_id,
-                        "message_id": message.message_id,
-                        "conversation_id": message.conversation_id,
-                        "sender_name": message.sender_name or "",
-                        "body": message.inbox_body or "",
-                        "language": message.language,
-                        "created_at": now,
-                    }
-                    for message in messages
-                ],
+                self._inbox_statement, _inbox_rows(messages, self._clock.now())
             )
         return [message.delivery_id for message in messages]
 
@@ -961,6 +961,22 @@ async def _conversation_state(
 
 def _triple(record: DeliveryRecord) -> tuple[str, str, str]:
     return (record.message_id, record.recipient_id, record.channel.value)
+
+
+def _inbox_rows(messages: Sequence[OutboundMessage], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "entry_id": message.delivery_id,
+            "recipient_id": message.recipient_id,
+            "message_id": message.message_id,
+            "conversation_id": message.conversation_id,
+            "sender_name": message.sender_name or "",
+            "body": message.inbox_body or "",
+            "language": message.language,
+            "created_at": now,
+        }
+        for message in messages
+    ]
 
 
 def _delivery_values(record: DeliveryRecord) -> dict[str, Any]:

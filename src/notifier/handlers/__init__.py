@@ -4,7 +4,6 @@
 from notifier.handlers.delivery import (
     DeliveryDependencies,
     RequestReport,
-    RetryPolicy,
     deliver_request,
 )
 from notifier.handlers.directory import (
@@ -13,6 +12,7 @@ from notifier.handlers.directory import (
     remove_district,
     remove_recipient,
 )
+from notifier.handlers.sending import RetryPolicy
 
 __all__ = [
     "DeliveryDependencies",

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
 from notifier.domain.admission import admit
 from notifier.domain.circuit import CircuitBreaker
@@ -49,6 +39,7 @@ from notifier.domain.resolution import (
 from notifier.domain.resume_links import make_token
 from notifier.domain.sms import fit_sms
 from notifier.domain.sms import segments as sms_segments
+from notifier.handlers.sending import GuardedSender, RetryPolicy, SendGuards
 from notifier.handlers.translations import TranslationSource, translations
 from notifier.logs import logging_context
 from notifier.ports import (
@@ -75,18 +66,13 @@ log = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT")
 
+INBOX = "app-inbox"
+"""The provider named on app inbox deliveries: notifier's own store."""
+
 
 class DeliveryInterrupted(Exception):
     """The first copy of a delivery failed before recording an outcome; the copies that
     waited for it fail too, so their request is retried as a whole."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int
-    max_seconds: float
-    first_wait_seconds: float = 0.2
-    longest_wait_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +138,13 @@ class DeliveryDependencies:
     same batch waits for the first instead of taking its "queued" row for a dead attempt."""
     lookups: UnknownOutcomeLookups = field(default_factory=UnknownOutcomeLookups)
     """Asked before sending again a delivery an earlier attempt may have sent."""
+
+    def guarded(self, channel: Channel) -> GuardedSender:
+        """The channel's sender behind its circuit, pacing, in-flight slot and retries."""
+        guards = SendGuards(
+            self.clock, self.metrics, self.retry, self.in_flight, self.circuits, self.pacers
+        )
+        return GuardedSender(self.senders[channel], guards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +486,8 @@ async def _deliver_once(
     record = _record_for(request, district, plan, planned)
     if (answered := await _record_unrecorded(record, deps)) is not None:
         return answered, False
+    if planned.channel is Channel.APP and planned.needs_sending:
+        return await _copy_to_inbox(request, district, plan, planned, record, deps)
     claim = await deps.store.claim_delivery(record)
     if _outcome_known(claim, deps):
         return await _repeat_known_outcome(claim.record, deps), True
@@ -509,6 +504,48 @@ async def _deliver_once(
     )
     final = await _send_counted(message, deps, record, _claimed_at(claim))
     await _record_final(request, record, final, message, deps)
+    return final, False
+
+
+async def _copy_to_inbox(
+    request: SendRequest,
+    district: District,
+    plan: RecipientPlan,
+    planned: PlannedDelivery,
+    record: DeliveryRecord,
+    deps: DeliveryDependencies,
+) -> tuple[DeliveryEvent, bool]:
+    """The app inbox copy: written in the same transaction as its claim, so it is one row
+    and one event ("sent"), and there is no provider whose answer could be lost."""
+    message = _outbound(request, district, plan, planned, record.delivery_id, deps, None)
+    copied = replace(
+        record,
+        status=DeliveryStatus.SENT,
+        provider=INBOX,
+        provider_message_id=record.delivery_id,
+        sent_at=deps.clock.now(),
+    )
+    claim = await deps.store.claim_delivery(copied, inbox_copy=message)
+    if not claim.is_new and claim.record.status is not DeliveryStatus.QUEUED:
+        return await _repeat_known_outcome(claim.record, deps), True
+    final = event_for(
+        copied,
+        DeliveryStatus.SENT,
+        deps.clock,
+        provider=INBOX,
+        provider_message_id=record.delivery_id,
+    )
+    if claim.is_new:
+        deps.metrics.delivery_recorded(Channel.APP, DeliveryStatus.SENT)
+        deps.metrics.delivery_latency(
+            Channel.APP, (final.occurred_at - request.created_at).total_seconds()
+        )
+        await deps.events.publish([final])
+    else:
+        # Claimed "queued" by a version that wrote the copy after its claim, and died
+        # between the two: the copy (written once, by its id) and its outcome now.
+        await deps.store.write_inbox(message)
+        await _record_final(request, record, final, message, deps)
     return final, False
 
 
@@ -761,9 +798,8 @@ def _first_name(recipient: Recipient) -> str:
 async def _send(
     message: OutboundMessage, record: DeliveryRecord, deps: DeliveryDependencies
 ) -> DeliveryEvent:
-    sender = deps.senders[message.channel]
     try:
-        receipt = await _send_with_retries(sender, message, deps)
+        receipt = await deps.guarded(message.channel).send(message)
     except PermanentProviderError as error:
         return event_for(
             record, DeliveryStatus.FAILED, deps.clock, reason=error.reason, provider=error.provider
@@ -787,99 +823,6 @@ async def _send(
         provider=receipt.provider,
         provider_message_id=receipt.provider_message_id,
     )
-
-
-async def _send_with_retries(
-    sender: ChannelSender, message: OutboundMessage, deps: DeliveryDependencies
-) -> ProviderReceipt:
-    try:
-        # Nearly every send is answered at the first attempt: the retry machinery is built
-        # only for one that wasn't.
-        return await _attempt_send(sender, message, deps)
-    except TransientProviderError as error:
-        first_failure: TransientProviderError | None = error
-    policy = deps.retry
-    backoff = wait_exponential_jitter(
-        multiplier=policy.first_wait_seconds,
-        max=policy.longest_wait_seconds,
-        jitter=policy.first_wait_seconds,
-    )
-
-    def wait(state: RetryCallState) -> float:
-        # Honour a provider's Retry-After when it asks for longer than our backoff.
-        error = state.outcome.exception() if state.outcome else None
-        asked = error.retry_after if isinstance(error, TransientProviderError) else None
-        return max(backoff(state), asked or 0.0)
-
-    def count_retry(state: RetryCallState) -> None:
-        deps.metrics.retry(sender.provider)
-
-    retrying = AsyncRetrying(
-        # stop_before_delay: a wait (a long Retry-After, say) that would end past the budget
-        # is not waited out; the delivery fails over now instead of an hour later.
-        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
-        wait=wait,
-        retry=retry_if_exception_type(TransientProviderError),
-        before_sleep=count_retry,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            if first_failure is not None:
-                # The first attempt, already made: tenacity goes on from its failure.
-                failure, first_failure = first_failure, None
-                raise failure
-            receipt = await _attempt_send(sender, message, deps)
-    return receipt
-
-
-async def _attempt_send(
-    sender: ChannelSender, message: OutboundMessage, deps: DeliveryDependencies
-) -> ProviderReceipt:
-    circuit = deps.circuits.get(sender.provider)
-    if circuit is not None and not circuit.allows(deps.clock.now()):
-        raise ProviderUnavailableError(sender.provider, "circuit open", code="circuit")
-    pacer = deps.pacers.get(message.channel)
-    if pacer is not None:
-        # Waited before taking a slot: a queue for one provider's rate must not hold the
-        # slots other channels' messages need.
-        await pacer.wait_turn(message)
-    # The slot is held only while calling, never while waiting to retry.
-    async with deps.in_flight:
-        started = time.perf_counter()
-        try:
-            receipt = await sender.send(message)
-        except ProviderError as error:
-            deps.metrics.provider_request(
-                sender.provider, type(error).__name__, time.perf_counter() - started
-            )
-            _record_health(circuit, sender.provider, error, deps)
-            raise
-        deps.metrics.provider_request(sender.provider, "accepted", time.perf_counter() - started)
-        _record_health(circuit, sender.provider, None, deps)
-    return receipt
-
-
-def _record_health(
-    circuit: CircuitBreaker | None,
-    provider: str,
-    error: ProviderError | None,
-    deps: DeliveryDependencies,
-) -> None:
-    """A provider that answered — even to refuse one address — is up; one that failed,
-    timed out or refused us as a whole (bad key, no permission) counts towards opening."""
-    if circuit is None:
-        return
-    provider_failed = isinstance(error, TransientProviderError | UnknownOutcomeError) or (
-        isinstance(error, PermanentProviderError) and error.reason is Reason.PROVIDER_ERROR
-    )
-    if provider_failed:
-        if circuit.failed(deps.clock.now()):
-            log.warning("%s keeps failing: circuit open, failing over", provider)
-            deps.metrics.circuit_changed(provider, is_open=True)
-    elif circuit.succeeded(deps.clock.now()):
-        log.info("%s answers again: circuit closed", provider)
-        deps.metrics.circuit_changed(provider, is_open=False)
 
 
 def event_for(
