@@ -21,6 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from notifier.domain.model import Scope
+
 CONFIG_FILE_VARIABLE = "NOTIFIER_CONFIG_FILE"
 SECRETS_DIR_VARIABLE = "NOTIFIER_SECRETS_DIR"
 DEFAULT_CONFIG_FILE = Path("config/notifier.yaml")
@@ -273,7 +275,7 @@ class DeliverySettings(BaseModel):
 
 class ApiToken(BaseModel):
     name: str = Field(description="Who holds it; recorded in the audit log.")
-    scope: Literal["support", "self-service", "admin"]
+    scope: Scope
     sha256: str = Field(
         pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token, hex (never the token)."
     )

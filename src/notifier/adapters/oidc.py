@@ -43,26 +43,23 @@ import httpx
 import jwt
 import orjson
 
+from notifier.domain.model import Scope
 from notifier.ports import Clock, Principal
 
 log = logging.getLogger(__name__)
 
 NAME_PREFIX = "oidc:"
 
-SCOPE_VALUES: Mapping[str, str] = MappingProxyType(
+SCOPE_VALUES: Mapping[str, Scope] = MappingProxyType(
     {
-        "admin": "admin",
-        "notifier:admin": "admin",
-        "support": "support",
-        "notifier:support": "support",
-        "self-service": "self-service",
-        "notifier:self-service": "self-service",
+        **{scope.value: scope for scope in Scope},
+        **{f"notifier:{scope.value}": scope for scope in Scope},
     }
 )
 """A token's scope values that grant one of ours: bare, or prefixed for a provider shared
 with other services."""
 
-SCOPE_RANK = ("admin", "support", "self-service")
+SCOPE_RANK = (Scope.ADMIN, Scope.SUPPORT, Scope.SELF_SERVICE)
 """Highest first: a token with several of our scopes gets the highest."""
 
 SCP_CLAIM = "scp"
@@ -171,10 +168,10 @@ class OidcVerifier:
         recipient_id = claims.get(self._recipient_claim)
         if not (isinstance(recipient_id, str) and recipient_id):
             # Self-service is "act for this one recipient": without the recipient it is nothing.
-            granted.discard("self-service")
+            granted.discard(Scope.SELF_SERVICE)
             recipient_id = None
         scope = next((rank for rank in SCOPE_RANK if rank in granted), "")
-        return scope, recipient_id if scope == "self-service" else None
+        return scope, recipient_id if scope == Scope.SELF_SERVICE else None
 
     def _token_scopes(self, claims: Mapping[str, Any]) -> list[str]:
         value = claims.get(self._scope_claim)

@@ -73,6 +73,17 @@ class ContactStatus(StrEnum):
     OPTED_OUT = "opted_out"
 
 
+class Scope(StrEnum):
+    """What a bearer token lets its holder do (/api/ and the console)."""
+
+    SUPPORT = "support"
+    """Look people up and reset their contact points."""
+    SELF_SERVICE = "self-service"
+    """The app acting for one recipient: its own record and addresses only."""
+    ADMIN = "admin"
+    """Support's rights and the audit log."""
+
+
 class RequestKind(StrEnum):
     CONVERSATION_MESSAGE = "conversation.message"
     SYSTEM = "system"

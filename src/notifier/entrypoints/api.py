@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from notifier.bootstrap import Container
-from notifier.domain.model import Channel, Recipient
+from notifier.domain.model import Channel, Recipient, Scope
 from notifier.entrypoints.auth import ADMIN, ANYONE, SUPPORT, authenticate
 from notifier.handlers.contact_points import Actor, ResetRefused, reset_contact_point
 from notifier.handlers.support import (
@@ -233,7 +233,7 @@ def api_router() -> APIRouter:
         offset: Offset = 0,
     ) -> RecipientDetail:
         container, caller = await _caller(request, ANYONE)
-        if caller.scope == "self-service" and caller.recipient_id != recipient_id:
+        if caller.scope == Scope.SELF_SERVICE and caller.recipient_id != recipient_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a self-service token sees only its own")
         view = await recipient_view(container.store, recipient_id, limit=limit, offset=offset)
         if view is None:
@@ -298,7 +298,7 @@ def api_router() -> APIRouter:
         container, caller = await _caller(request, ANYONE)
         target = Channel(channel.value)
         address = valid_address(target, address)
-        if caller.scope == "self-service":
+        if caller.scope == Scope.SELF_SERVICE:
             await _check_own_address(caller, target, address, container)
         known = await container.store.contact_points([(target, address)])
         if (target, address) not in known:
@@ -385,7 +385,7 @@ def api_router() -> APIRouter:
     return router
 
 
-async def _caller(request: Request, allowed: tuple[str, ...]) -> tuple[Container, Principal]:
+async def _caller(request: Request, allowed: tuple[Scope, ...]) -> tuple[Container, Principal]:
     container: Container = request.app.state.container
     caller = await authenticate(request, container.bearer_verifiers, allowed)
     try:

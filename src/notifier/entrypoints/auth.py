@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 from fastapi import HTTPException, Request, status
 
+from notifier.domain.model import Scope
 from notifier.ports import BearerVerifier, Principal
 
-SCOPES = ("support", "self-service", "admin")
-SUPPORT = ("support", "admin")
-ANYONE = ("support", "admin", "self-service")
-ADMIN = ("admin",)
+# Tuples, in the order a refusal names them.
+SUPPORT = (Scope.SUPPORT, Scope.ADMIN)
+ANYONE = (Scope.SUPPORT, Scope.ADMIN, Scope.SELF_SERVICE)
+ADMIN = (Scope.ADMIN,)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -33,7 +34,7 @@ async def principal_for(token: str, verifiers: Sequence[BearerVerifier]) -> Prin
 
 
 async def authenticate(
-    request: Request, verifiers: Sequence[BearerVerifier], allowed: tuple[str, ...]
+    request: Request, verifiers: Sequence[BearerVerifier], allowed: tuple[Scope, ...]
 ) -> Principal:
     token = bearer_token(request)
     if token is None:
@@ -53,7 +54,7 @@ async def authenticate(
     return principal
 
 
-def require_scope(principal: Principal, allowed: tuple[str, ...]) -> None:
+def require_scope(principal: Principal, allowed: tuple[Scope, ...]) -> None:
     if principal.scope not in allowed:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,

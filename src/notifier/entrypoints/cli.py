@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from notifier.config import Settings
+from notifier.domain.model import Scope
 from notifier.logs import configure_logging
 
 
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
     create = token_commands.add_parser("create", help="create a token and print it once")
     create.add_argument("--name", required=True, help="who holds it (kept in the audit log)")
-    create.add_argument("--scope", required=True, choices=["support", "self-service", "admin"])
+    create.add_argument("--scope", required=True, choices=list(Scope))
     create.add_argument("--recipient", help="the recipient a self-service token acts for")
     demo = commands.add_parser("demo", help="load a demo directory, send messages, show results")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for results")

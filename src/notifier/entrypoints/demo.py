@@ -26,7 +26,7 @@ from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
 from notifier.domain.classification import classify_sendgrid
 from notifier.domain.lifecycle import ProviderReport
-from notifier.domain.model import TERMINAL_STATUSES, Channel
+from notifier.domain.model import TERMINAL_STATUSES, Channel, Scope
 from notifier.domain.reply_addresses import reply_address
 from notifier.entrypoints.consumer import register_subscribers
 from notifier.handlers.contact_points import Actor, reset_contact_point
@@ -166,7 +166,7 @@ async def _failover_and_revert(
     await reset_contact_point(
         Channel.EMAIL,
         email,
-        Actor("demo-support", "support"),
+        Actor("demo-support", Scope.SUPPORT),
         "She cleared out her inbox",
         None,
         container.follow_up.contact_points,

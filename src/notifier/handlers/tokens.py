@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from notifier.domain.model import Scope
 from notifier.ports import AuditEntry, Clock, Store, TokenIssuer
-
-SCOPES = ("support", "self-service", "admin")
 
 
 class TokenRequestInvalid(ValueError):
@@ -21,9 +20,9 @@ async def issue_token(
     store: Store,
     clock: Clock,
 ) -> str:
-    if scope not in SCOPES:
-        raise TokenRequestInvalid(f"scope must be one of {', '.join(SCOPES)}")
-    if (scope == "self-service") != (recipient_id is not None):
+    if scope not in set(Scope):
+        raise TokenRequestInvalid(f"scope must be one of {', '.join(Scope)}")
+    if (scope == Scope.SELF_SERVICE) != (recipient_id is not None):
         raise TokenRequestInvalid(
             "a self-service token needs --recipient, and only it may have one"
         )
@@ -35,7 +34,7 @@ async def issue_token(
         AuditEntry(
             occurred_at=now,
             actor=actor,
-            scope="admin",
+            scope=Scope.ADMIN,
             action="create_token",
             channel=None,
             address=None,
