@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notifier.bootstrap import Container
 from notifier.domain.model import Channel, Recipient, Scope
-from notifier.entrypoints.auth import ADMIN, ANYONE, SUPPORT, authenticate
-from notifier.handlers.contact_points import Actor, ResetRefused, reset_contact_point
+from notifier.entrypoints.auth import ADMIN, ANYONE, SUPPORT, admit, bearer_token
+from notifier.handlers.contact_points import Actor, reset_contact_point
 from notifier.handlers.support import (
     ContactPointView,
     DeliveryView,
@@ -23,7 +23,6 @@ from notifier.handlers.support import (
     recipient_view,
 )
 from notifier.ports import Principal
-from notifier.rate_limit import RateLimited
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -303,17 +302,15 @@ def api_router() -> APIRouter:
         known = await container.store.contact_points([(target, address)])
         if (target, address) not in known:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such contact point")
-        try:
-            result = await reset_contact_point(
-                target,
-                address,
-                Actor(caller.name, caller.scope),
-                body.note,
-                request.state.request_id,
-                container.follow_up.contact_points,
-            )
-        except ResetRefused as refused:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(refused)) from None
+        # A refused reset (ResetRefused) is answered by the app's map of refusals (http.py).
+        result = await reset_contact_point(
+            target,
+            address,
+            Actor(caller.name, caller.scope),
+            body.note,
+            request.state.request_id,
+            container.follow_up.contact_points,
+        )
         container.metrics.status_reset(target, caller.scope)
         previous = result.previous
         return ResetResponse(
@@ -386,16 +383,12 @@ def api_router() -> APIRouter:
 
 
 async def _caller(request: Request, allowed: tuple[Scope, ...]) -> tuple[Container, Principal]:
+    """The container and the admitted caller; a refusal is answered by the app's map of
+    refusals (http.py)."""
     container: Container = request.app.state.container
-    caller = await authenticate(request, container.bearer_verifiers, allowed)
-    try:
-        await container.rate_limiter.take(caller.name)
-    except RateLimited as limited:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=str(limited),
-            headers={"Retry-After": str(limited.retry_after)},
-        ) from None
+    caller = await admit(
+        bearer_token(request), container.bearer_verifiers, container.rate_limiter, allowed
+    )
     return container, caller
 
 

@@ -49,7 +49,7 @@ from notifier.bootstrap import Container
 from notifier.domain.explanations import channel_word, local_time, reason_words
 from notifier.domain.model import Channel, ContactStatus, Recipient
 from notifier.entrypoints.api import Offset, ResettableChannel, valid_address
-from notifier.entrypoints.auth import SUPPORT, principal_for
+from notifier.entrypoints.auth import SUPPORT, ScopeRefused, UnknownToken, admit, principal_for
 from notifier.handlers.contact_points import (
     Actor,
     ResetRefused,
@@ -171,19 +171,18 @@ async def signed_in(request: Request) -> Session:
     nonce = request.cookies.get(NONCE_COOKIE)
     if not token or not nonce:
         raise SignInFirst(forget=False)
-    principal = await principal_for(token, container.bearer_verifiers)
-    if principal is None:
+    try:
+        principal = await admit(token, container.bearer_verifiers, container.rate_limiter, SUPPORT)
+    except UnknownToken:
         # Revoked or expired: forget it, so the browser stops sending it.
-        raise SignInFirst(forget=True)
-    if principal.scope not in SUPPORT:
+        raise SignInFirst(forget=True) from None
+    except ScopeRefused as refused:
         raise Refusal(
             status.HTTP_403_FORBIDDEN,
             "Not for this token",
             "The console needs a support or admin token; this one's scope is "
-            f"{principal.scope or 'none'}.",
-        )
-    try:
-        await container.rate_limiter.take(principal.name)
+            f"{refused.principal.scope or 'none'}.",
+        ) from None
     except RateLimited as limited:
         raise Refusal(
             status.HTTP_429_TOO_MANY_REQUESTS,

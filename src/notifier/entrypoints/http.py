@@ -21,10 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from notifier.bootstrap import Container, open_container
 from notifier.config import Settings
 from notifier.entrypoints.api import api_router
+from notifier.entrypoints.auth import NoToken, ScopeRefused, UnknownToken
 from notifier.entrypoints.body_limit import BodyLimit
 from notifier.entrypoints.console import console_router
 from notifier.entrypoints.consumer import register_subscribers, run_overdue_timer
 from notifier.entrypoints.webhooks import webhook_router
+from notifier.handlers.contact_points import ResetRefused
+from notifier.rate_limit import RateLimited
 from notifier.request_context import REQUEST_ID_HEADER, current_request_id, request_id_from
 
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -38,6 +41,42 @@ _ERROR_NAMES = {
     422: "invalid",
     429: "too_many_requests",
 }
+
+
+REFUSALS = (NoToken, UnknownToken, ScopeRefused, RateLimited, ResetRefused)
+"""The refusals the API's routes let through, each answered by ``refusal_answer``."""
+
+
+def refusal_answer(error: Exception) -> StarletteHTTPException:
+    """The API's answer to a refusal raised below its routes: the one map from these errors
+    to HTTP (the console answers them with pages of its own)."""
+    match error:
+        case NoToken():
+            return StarletteHTTPException(
+                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        case UnknownToken():
+            return StarletteHTTPException(
+                401,
+                "unknown or invalid token",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        case ScopeRefused(principal=principal, allowed=allowed):
+            held = (
+                f"the token's is {principal.scope}"
+                if principal.scope
+                else "the token grants none of notifier's scopes"
+            )
+            return StarletteHTTPException(
+                403, f"this needs a scope of {', '.join(allowed)}; {held}"
+            )
+        case RateLimited(retry_after=retry_after):
+            return StarletteHTTPException(
+                429, str(error), headers={"Retry-After": str(retry_after)}
+            )
+        case ResetRefused():
+            return StarletteHTTPException(409, str(error))
+    raise TypeError(f"no answer for {type(error).__name__}") from error
 
 
 def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = True) -> FastAPI:
@@ -110,12 +149,13 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
     # the same shape as ours.
     @app.exception_handler(StarletteHTTPException)
     async def json_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        # One error shape for every 4xx: {"error": ..., "detail": ...}.
-        return JSONResponse(
-            {"error": _ERROR_NAMES.get(error.status_code, "error"), "detail": error.detail},
-            status_code=error.status_code,
-            headers=error.headers,
-        )
+        return _json_error(error)
+
+    async def refused(request: Request, error: Exception) -> JSONResponse:
+        return _json_error(refusal_answer(error))
+
+    for refusal in REFUSALS:
+        app.add_exception_handler(refusal, refused)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -158,6 +198,15 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
         return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _json_error(error: StarletteHTTPException) -> JSONResponse:
+    # One error shape for every 4xx: {"error": ..., "detail": ...}.
+    return JSONResponse(
+        {"error": _ERROR_NAMES.get(error.status_code, "error"), "detail": error.detail},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
 
 
 async def _check_database(container: Container) -> str:
