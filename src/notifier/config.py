@@ -110,11 +110,13 @@ class TwilioSettings(BaseModel):
         "are over the URL Twilio used, which differs from ours behind a proxy).",
     )
     unknown_outcome_lookups: int = Field(
-        500,
+        2000,
         ge=0,
         description="Texts of unknown outcome (claimed by a process that died mid-send) this "
-        "process may look up in Twilio's Messages list before sending again; one to two list "
-        "requests each, which Twilio rate-limits. 0: always send again.",
+        "process may look up in Twilio's Messages list before sending again: one to two list "
+        "requests each, which Twilio rate-limits. Every text of the batches a crash left "
+        "uncommitted is of unknown outcome, so the default covers a full batch (100 requests "
+        "of up to 15 recipients). 0: always send again.",
     )
 
     @property
