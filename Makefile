@@ -17,7 +17,7 @@ help:
 	@echo "make docs      regenerate docs/asyncapi.yaml and docs/openapi.json from the code"
 	@echo "make catalogs  extract message ids and update the .po files (Babel)"
 	@echo "make lock      re-lock dependencies into constraints.txt after editing pyproject.toml"
-	@echo "make bench     benchmark the service (bench/README.md, ~10 min); results in bench/results/"
+	@echo "make bench     benchmark the service and its peer (bench/README.md, ~15 min); results in bench/results/"
 	@echo "make image-check / deploy-check   lint and prove the Dockerfile / the Helm chart"
 
 # Installed from the lock (constraints.txt): the versions CI and the image use.
@@ -28,21 +28,27 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The benchmark (bench/README.md): the real service on the local broker, SQLite and
-# PostgreSQL, one and two processes, with a py-spy profile. Results in bench/results/ (~10 min).
+# PostgreSQL, one and two processes, with a py-spy profile, and the peer (Celery) beside it,
+# with the fake providers answering at once and after 150 ms. Results in bench/results/.
 .PHONY: bench bench-smoke bench-tools
 bench: $(STAMP) services bench-tools
-	bench/run --db both --replicas 2 --profile
+	bench/run --db both --replicas 2 --profile --provider-latency-ms 0 150
 
-# Seconds-long phases: the benchmark still runs end to end (~90 s); fails only on a lost delivery.
-bench-smoke: $(STAMP) services
-	bench/run --smoke --db both --replicas 2
+# Seconds-long phases: the benchmark still runs end to end (~2 min); fails only on a lost delivery.
+bench-smoke: $(STAMP) services bench-tools
+	bench/run --smoke --db both --replicas 2 --provider-latency-ms 0 150
 
-# py-spy in a virtualenv of its own, never in notifier's.
+# The bench's tools, never in notifier's virtualenv: py-spy and the peer's Celery and SDKs
+# (bench/tools-requirements.txt), and Debian's redis-server, the peer's broker.
 BENCH_TOOLS := .local/bench-tools
-bench-tools: $(BENCH_TOOLS)/bin/py-spy
-$(BENCH_TOOLS)/bin/py-spy:
-	$(PYTHON) -m venv $(BENCH_TOOLS)
-	$(BENCH_TOOLS)/bin/pip install --quiet py-spy==0.4.3
+bench-tools: $(BENCH_TOOLS)/.installed
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "bench-tools: installing Debian's redis-server (the peer's broker)"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server </dev/null; }
+$(BENCH_TOOLS)/.installed: bench/tools-requirements.txt
+	test -x $(BENCH_TOOLS)/bin/python || $(PYTHON) -m venv $(BENCH_TOOLS)
+	$(BENCH_TOOLS)/bin/pip install --quiet -r bench/tools-requirements.txt
+	touch $@
 
 # After changing dependencies in pyproject.toml: re-lock, and commit constraints.txt.
 .PHONY: lock image-check deploy-check

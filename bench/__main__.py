@@ -1,7 +1,8 @@
 """``python -m bench``: notifier's throughput, latency, CPU and memory on the real local
-broker, with the real ``notifier run --only consumer`` process(es) and fake providers.
+broker, with the real ``notifier run --only consumer`` process(es) and fake providers, and
+the peer (a Celery worker, bench/peer.py) on the same fakes beside it.
 
-    .venv/bin/python -m bench                       # full run on SQLite (~5 min)
+    .venv/bin/python -m bench                       # full run on SQLite (~8 min)
     .venv/bin/python -m bench --db both --replicas 2 --profile
     .venv/bin/python -m bench --smoke               # seconds-long phases, for CI
 
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from bench.databases import drop_database, fresh_database
 from bench.load import Load, Topics, delete_topics
 from bench.measure import Ceiling, Providers, hammer
+from bench.peer_flood import CONFIGURATIONS, PeerRun, run_peer
 from bench.population import RequestFactory, build_directory
 from bench.processes import REPO, Children, start_fake
 from bench.report import RunResult, machine, markdown, versions, write
@@ -52,6 +54,8 @@ FULL = Params(
     limit_records=50_000,
     seed=7,
     extra_env={},
+    latency_flood_seconds=30.0,
+    peer_flood_seconds=30.0,
 )
 SMOKE = replace(
     FULL,
@@ -64,6 +68,8 @@ SMOKE = replace(
     drain_seconds=30.0,
     minimum_backlog=250,
     limit_records=10_000,
+    latency_flood_seconds=5.0,
+    peer_flood_seconds=6.0,
 )
 TWILIO = {"account_sid": "AC" + "b" * 32, "auth_token": "bench-twilio-token"}
 SENDGRID = {"api_key": "SG.bench-key.bench-secret"}
@@ -71,7 +77,9 @@ SENDGRID = {"api_key": "SG.bench-key.bench-secret"}
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="small and short (CI, < 90 s)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="small and short, one peer configuration (CI)"
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument(
         "--replicas",
@@ -80,6 +88,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="also flood N notifier processes in one consumer group (N > 1)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy during a second flood")
+    parser.add_argument(
+        "--provider-latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="MS",
+        help="how long the fake providers take to answer: every phase at the first, then a"
+        " flood of notifier and of the peer at each other (make bench: 0 150)",
+    )
+    parser.add_argument("--no-peer", action="store_true", help="notifier alone, no Celery peer")
     parser.add_argument(
         "--postgres-url",
         help="a SQLAlchemy URL of the PostgreSQL server (default: NOTIFIER_BENCH_POSTGRES_URL,"
@@ -99,6 +117,10 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.replicas < 1:
         parser.error("--replicas must be at least 1")
+    if min(args.provider_latency_ms) < 0 or len(set(args.provider_latency_ms)) != len(
+        args.provider_latency_ms
+    ):
+        parser.error("--provider-latency-ms: distinct latencies of 0 ms or more")
     for setting in args.env:
         if not setting.startswith("NOTIFIER_") or "=" not in setting:
             parser.error(f"--env {setting}: expected NOTIFIER_NAME=VALUE")
@@ -135,6 +157,8 @@ async def run(args: argparse.Namespace, signalled: asyncio.Event) -> int:
     children = Children(run_dir)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
     providers: Providers | None = None
+    results: list[RunResult] = []
+    """Each database's, once its scenarios are done: written even if a later one fails."""
     failed = True
     print(f"bench: run {run_id}, logs in {run_dir}", flush=True)
     try:
@@ -166,13 +190,21 @@ async def run(args: argparse.Namespace, signalled: asyncio.Event) -> int:
                 "NOTIFIER_SENDGRID_API_KEY": SENDGRID["api_key"],
             },
             profile=args.profile,
+            latencies=tuple(args.provider_latency_ms),
         )
-        problems: list[str] = []
+        await ctx.set_latency(ctx.latencies[0])
         for kind in databases:
-            result = await _run_database(ctx, kind, args, postgres_url, ceilings)
-            problems += result.problems
-            if problems:
+            results.append(await _run_database(ctx, kind, args, postgres_url, ceilings))
+            if results[-1].problems:
                 break
+        problems = [problem for result in results for problem in result.problems]
+        if not problems and not args.no_peer:
+            peer = await _run_peer(ctx, args.smoke)
+            problems += peer.problems
+            for result in results:
+                result.peer = peer
+        _report(results)
+        results = []
         for problem in problems:
             print(f"bench: FAILED: {problem}", file=sys.stderr, flush=True)
         failed = bool(problems)
@@ -185,6 +217,7 @@ async def run(args: argparse.Namespace, signalled: asyncio.Event) -> int:
         for child in children.started:
             if child.name.startswith("notifier"):
                 print(child.tail(), file=sys.stderr)
+        _report(results)
         return 1
     finally:
         await children.close()
@@ -202,6 +235,14 @@ async def run(args: argparse.Namespace, signalled: asyncio.Event) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _report(results: list[RunResult]) -> None:
+    for result in results:
+        text = markdown(result)
+        print(text, flush=True)
+        for path in write(result, text):
+            print(f"bench: wrote {path.relative_to(REPO)}", flush=True)
+
+
 async def _run_database(
     ctx: Context,
     kind: str,
@@ -209,7 +250,7 @@ async def _run_database(
     postgres_url: str,
     ceilings: list[Ceiling],
 ) -> RunResult:
-    """The scenarios on one database, reported and written."""
+    """notifier's scenarios on one database."""
     result = RunResult(
         started_at=datetime.now(UTC),
         database=kind,
@@ -217,6 +258,7 @@ async def _run_database(
         machine=machine(),
         versions=versions(),
         params=ctx.params,
+        provider_latencies_ms=ctx.latencies,
         ceilings=ceilings,
     )
     started = time.monotonic()
@@ -232,11 +274,29 @@ async def _run_database(
         if result.problems:
             break
     result.wall_seconds = time.monotonic() - started
-    text = markdown(result)
-    print(text, flush=True)
-    for path in write(result, text):
-        print(f"bench: wrote {path.relative_to(REPO)}", flush=True)
     return result
+
+
+async def _run_peer(ctx: Context, smoke: bool) -> PeerRun:
+    """The peer at every latency: every configuration, or (smoke) the first only."""
+    configurations = CONFIGURATIONS[:1] if smoke else CONFIGURATIONS
+    print(
+        f"bench: peer: Celery {', '.join(c.name for c in configurations)} at "
+        + ", ".join(f"{latency:g} ms" for latency in ctx.latencies),
+        flush=True,
+    )
+    started = time.monotonic()
+    try:
+        peer = await run_peer(ctx, TWILIO, SENDGRID, configurations)
+    except Exception as error:
+        # notifier's results are still written, with the peer's failure among the problems.
+        traceback.print_exc()
+        for child in ctx.children.started:
+            if child.name.startswith(("peer", "redis")):
+                print(child.tail(), file=sys.stderr)
+        peer = PeerRun(problems=[f"the peer failed: {error!r}"])
+    peer.wall_seconds = time.monotonic() - started
+    return peer
 
 
 async def _ceilings(children: Children, providers: Providers, seconds: float) -> list[Ceiling]:

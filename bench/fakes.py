@@ -13,8 +13,14 @@ uvloop, no thread per connection, no request log kept, only a receipt per messag
 A receipt is (request number, arrival time in Unix seconds). The number comes from the
 benchmark's marker in the text (``MARKER``) or SendGrid's custom_args, so a receipt can be
 matched to the send request's created_at without the fake knowing anything of Kafka.
-Control endpoints for the benchmark itself: GET /_bench/stats and GET
-/_bench/receipts?start=N (the receipts from index N on).
+
+``--provider-latency-ms`` makes every provider answer wait that long after its request
+arrived (a real provider's round trip: ~150 ms), on a timer, so other requests and
+connections go on meanwhile; the receipt keeps the arrival time.
+
+Control endpoints for the benchmark itself, answered at once: GET /_bench/stats, GET
+/_bench/receipts?start=N (the receipts from index N on) and POST /_bench/latency?ms=N (the
+latency from now on, so one fake serves every phase).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import secrets
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -78,15 +85,23 @@ class Receipts:
 
 Reply = tuple[int, list[tuple[str, str]], bytes]
 Handler = Callable[[str, str, dict[str, str], bytes], Reply]
+Delay = Callable[[str], float]
+"""Seconds the answer to a request for this target waits."""
 
 
 class HttpServerProtocol(asyncio.Protocol):
-    """Just enough HTTP/1.1 for httpx: keep-alive, Content-Length bodies, pipelining."""
+    """Just enough HTTP/1.1 for httpx, requests and urllib: keep-alive, Content-Length
+    bodies, pipelining; answers delayed by ``delay`` leave in the order of their requests."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler, delay: Delay) -> None:
         self._handle = handle
+        self._delay = delay
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
+        self._closing = False
+        # Answers waiting for their time: (due on the loop's clock, bytes, close after).
+        self._waiting: deque[tuple[float, bytes, bool]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport has Transport's methods without subclassing it.
@@ -94,10 +109,13 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._waiting.clear()
+        if self._timer is not None:
+            self._timer.cancel()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        while self._transport is not None:
+        while self._transport is not None and not self._closing:
             head_end = self._buffer.find(b"\r\n\r\n")
             if head_end < 0:
                 return
@@ -118,10 +136,17 @@ class HttpServerProtocol(asyncio.Protocol):
             body = bytes(self._buffer[head_end + 4 : body_end])
             del self._buffer[:body_end]
             status, extra, payload = self._handle(method, target, headers, body)
-            self._respond(status, extra, payload, close=headers.get("connection") == "close")
+            close = headers.get("connection") == "close"
+            self._respond(status, extra, payload, close=close, delay=self._delay(target))
 
     def _respond(
-        self, status: int, headers: list[tuple[str, str]], payload: bytes, *, close: bool
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        payload: bytes,
+        *,
+        close: bool,
+        delay: float = 0.0,
     ) -> None:
         if self._transport is None:
             return
@@ -130,7 +155,31 @@ class HttpServerProtocol(asyncio.Protocol):
         head.append(f"Content-Length: {len(payload)}")
         if close:
             head.append("Connection: close")
-        self._transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+            self._closing = True
+        answer = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+        if delay <= 0 and not self._waiting:
+            self._write(answer, close)
+            return
+        loop = asyncio.get_running_loop()
+        # Never before an earlier answer on this connection (HTTP/1.1 keeps their order).
+        due = max(loop.time() + delay, self._waiting[-1][0] if self._waiting else 0.0)
+        self._waiting.append((due, answer, close))
+        if self._timer is None:
+            self._timer = loop.call_at(due, self._release)
+
+    def _release(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        while self._waiting and self._waiting[0][0] <= loop.time():
+            _, answer, close = self._waiting.popleft()
+            self._write(answer, close)
+        if self._waiting:
+            self._timer = loop.call_at(self._waiting[0][0], self._release)
+
+    def _write(self, answer: bytes, close: bool) -> None:
+        if self._transport is None:
+            return
+        self._transport.write(answer)
         if close:
             self._transport.close()
 
@@ -138,15 +187,32 @@ class HttpServerProtocol(asyncio.Protocol):
 _JSON = [("Content-Type", "application/json; charset=utf-8")]
 
 
-def _control(receipts: Receipts, target: str) -> Reply | None:
-    """The benchmark's own endpoints; None for any other path."""
-    parts = urlsplit(target)
-    if parts.path == "/_bench/stats":
-        return 200, _JSON, orjson.dumps(receipts.stats())
-    if parts.path == "/_bench/receipts":
-        start = int(dict(parse_qsl(parts.query)).get("start", "0"))
-        return 200, _JSON, orjson.dumps(receipts.since(start))
-    return None
+_CONTROL = "/_bench/"
+
+
+@dataclass
+class Controls:
+    """What the benchmark reads and sets in a fake: its receipts and its latency."""
+
+    latency_seconds: float = 0.0
+    receipts: Receipts = field(default_factory=Receipts)
+
+    def delay(self, target: str) -> float:
+        return 0.0 if target.startswith(_CONTROL) else self.latency_seconds
+
+    def answer(self, method: str, target: str) -> Reply | None:
+        """The benchmark's own endpoints; None for any other path."""
+        parts = urlsplit(target)
+        query = dict(parse_qsl(parts.query))
+        if parts.path == "/_bench/stats":
+            return 200, _JSON, orjson.dumps(self.receipts.stats())
+        if parts.path == "/_bench/receipts":
+            start = int(query.get("start", "0"))
+            return 200, _JSON, orjson.dumps(self.receipts.since(start))
+        if parts.path == "/_bench/latency" and method == "POST":
+            self.latency_seconds = float(query["ms"]) / 1000.0
+            return 200, _JSON, orjson.dumps({"latency_ms": self.latency_seconds * 1000.0})
+        return None
 
 
 def _marked_number(text: str) -> int | None:
@@ -157,15 +223,16 @@ def _marked_number(text: str) -> int | None:
 class FakeTwilio:
     """Messages create, as described in the module docstring."""
 
-    def __init__(self, account_sid: str, auth_token: str) -> None:
+    def __init__(self, account_sid: str, auth_token: str, controls: Controls) -> None:
         self.account_sid = account_sid
         credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self._authorization = f"Basic {credentials}"
         self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self.receipts = Receipts()
+        self.controls = controls
+        self.receipts = controls.receipts
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
-        control = _control(self.receipts, target)
+        control = self.controls.answer(method, target)
         if control is not None:
             return control
         if headers.get("authorization") != self._authorization:
@@ -218,12 +285,13 @@ class FakeTwilio:
 class FakeSendGrid:
     """Mail Send, as described in the module docstring."""
 
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, controls: Controls) -> None:
         self._authorization = f"Bearer {api_key}"
-        self.receipts = Receipts()
+        self.controls = controls
+        self.receipts = controls.receipts
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
-        control = _control(self.receipts, target)
+        control = self.controls.answer(method, target)
         if control is not None:
             return control
         if headers.get("authorization") != self._authorization:
@@ -252,9 +320,11 @@ class FakeSendGrid:
         return status, _JSON, orjson.dumps(payload)
 
 
-async def serve(handle: Handler, host: str, port: int) -> None:
+async def serve(handle: Handler, delay: Delay, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpServerProtocol(handle), host, port, backlog=512)
+    server = await loop.create_server(
+        lambda: HttpServerProtocol(handle, delay), host, port, backlog=512
+    )
     bound_port = server.sockets[0].getsockname()[1]
     # The parent reads this line to learn the port.
     print(f"http://{host}:{bound_port}", flush=True)
@@ -273,18 +343,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--account-sid", default="AC" + "0" * 31 + "1")
     parser.add_argument("--auth-token", default="bench-twilio-token")
     parser.add_argument("--api-key", default="SG.bench-key.bench-secret")
-    args = parser.parse_args(argv)
-    fake: FakeTwilio | FakeSendGrid = (
-        FakeTwilio(args.account_sid, args.auth_token)
-        if args.provider == "twilio"
-        else FakeSendGrid(args.api_key)
+    parser.add_argument(
+        "--provider-latency-ms",
+        type=float,
+        default=0.0,
+        help="every provider answer waits this long (other requests go on meanwhile)",
     )
+    args = parser.parse_args(argv)
+    controls = Controls(latency_seconds=args.provider_latency_ms / 1000.0)
+    fake: FakeTwilio | FakeSendGrid = (
+        FakeTwilio(args.account_sid, args.auth_token, controls)
+        if args.provider == "twilio"
+        else FakeSendGrid(args.api_key, controls)
+    )
+    server = serve(fake.handle, controls.delay, args.host, args.port)
     try:
         import uvloop
     except ImportError:  # plain asyncio is slower, but still speaks the same HTTP
-        asyncio.run(serve(fake.handle, args.host, args.port))
+        asyncio.run(server)
     else:
-        uvloop.run(serve(fake.handle, args.host, args.port))
+        uvloop.run(server)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The Kafka side of a run: its topics, the directory, the offered load (closed-loop flood
 and open-loop fixed rate), and the LIMIT, a bare aiokafka consumer reading the same topic.
+The closed loop also floods the peer (bench/peer_flood.py), through its own publisher.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -97,8 +99,21 @@ class Load:
 Tick = Callable[[], Awaitable[None]]
 
 
+class Publisher(Protocol):
+    """What a closed loop offers its load through: notifier's ``Load``, or the peer's."""
+
+    @property
+    def published_sends(self) -> int:
+        """Texts and emails of the requests published so far."""
+        ...
+
+    async def publish_request(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
 async def closed_loop(
-    load: Load,
+    load: Publisher,
     delivered: Callable[[], Awaitable[int]],
     *,
     seconds: float,

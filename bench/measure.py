@@ -19,12 +19,50 @@ import httpx
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process, all its threads (aiosqlite's included)."""
+def _stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as stat:
         # The command name may contain spaces; the fields after it are fixed.
-        fields = stat.read().rsplit(")", 1)[1].split()
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process, all its threads (aiosqlite's included)."""
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def descendants(pid: int) -> list[int]:
+    """The process's children, theirs, and so on (a Celery prefork worker's pool)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+            except FileNotFoundError:
+                continue
+        if parent != pid:
+            found.append(parent)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of the process and every descendant, those that ended and were waited for
+    included (their time is in their parent's cutime and cstime)."""
+    total = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            fields = _stat_fields(member)
+        except FileNotFoundError:  # ended between the listing and now
+            continue
+        total += sum(int(value) for value in fields[11:15])
+    return total / _TICKS
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -36,6 +74,12 @@ def peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def tree_peak_rss_bytes(pid: int) -> int:
+    """The peak RSS of the process and of each live descendant, added up (an upper bound:
+    forked processes share the pages they did not write)."""
+    return sum(peak_rss_bytes(member) for member in [pid, *descendants(pid)])
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Linear interpolation between closest ranks; ``values`` sorted."""
     if not values:
@@ -44,6 +88,40 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(values) - 1)
     return values[low] + (values[high] - values[low]) * (position - low)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A closed loop's progress at one moment: texts and emails received, CPU spent."""
+
+    at: float
+    delivered: int
+    cpu: float
+
+
+@dataclass(frozen=True, slots=True)
+class Steady:
+    seconds: float
+    delivered: int
+    cpu: float
+
+    @property
+    def per_second(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_delivery(self) -> float:
+        """CPU milliseconds per delivery (= CPU seconds per 1,000)."""
+        return self.cpu * 1000 / self.delivered if self.delivered else 0.0
+
+
+def steady(samples: Sequence[Sample], warmup_seconds: float) -> Steady:
+    """The steady part of a flood: from ``warmup_seconds`` after the first delivery (the
+    connections, caches and first batches before it are not counted) to the last sample."""
+    first = next((s for s in samples if s.delivered > samples[0].delivered), samples[0])
+    window = [s for s in samples if s.at - first.at >= warmup_seconds]
+    begin, end = (window[0], window[-1]) if len(window) >= 2 else (samples[0], samples[-1])
+    return Steady(end.at - begin.at, end.delivered - begin.delivered, end.cpu - begin.cpu)
 
 
 @dataclass
@@ -65,6 +143,14 @@ class Providers:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    async def set_latency(self, milliseconds: float) -> None:
+        """Every provider answer from now on waits ``milliseconds``."""
+        for url in self.urls.values():
+            answer = await self._client.post(
+                f"{url}/_bench/latency", params={"ms": str(milliseconds)}
+            )
+            answer.raise_for_status()
 
     async def stats(self) -> dict[str, dict[str, int]]:
         answers = await asyncio.gather(

@@ -215,10 +215,14 @@ class Request:
     payload: dict[str, Any]
     created_at: float
     """Unix seconds, as in the payload's created_at."""
-    sends: int
-    """Texts and emails it should make (the providers' messages)."""
+    notifications: tuple[Notification, ...]
+    """The texts and emails it should make (the providers' messages)."""
     inbox: int
     """App inbox copies it should make (every notified person)."""
+
+    @property
+    def sends(self) -> int:
+        return len(self.notifications)
 
 
 class RequestFactory:
@@ -272,18 +276,29 @@ class RequestFactory:
             "recipients": [{"id": person.id} for person in members],
             "created_at": rfc3339(datetime.fromtimestamp(created_at, UTC)),
         }
-        sends, inbox = expected_sends(payload, district, self._by_id)
-        return Request(number, payload, created_at, sends, inbox)
+        notifications, inbox = expected_sends(payload, district, self._by_id)
+        return Request(number, payload, created_at, notifications, inbox)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One text or email a request should produce: what a provider is asked to send."""
+
+    channel: str
+    """sms or email."""
+    address: str
+    body: str
+    """The text in the language the address is written to, the request's marker in it."""
 
 
 def expected_sends(
     payload: dict[str, Any], district: District, people: dict[str, Person]
-) -> tuple[int, int]:
+) -> tuple[tuple[Notification, ...], int]:
     """(texts and emails, inbox copies) the contract's rules give for this request, with
     every contact point active and nobody muted."""
     sender = payload["sender"]["id"]
     notified = list(dict.fromkeys(r["id"] for r in payload["recipients"] if r["id"] != sender))
-    addresses: set[tuple[str, str, str]] = set()
+    addresses: dict[tuple[str, str, str], None] = {}
     for recipient_id in notified:
         person = people[recipient_id]
         channel = choose_channel(person, district)
@@ -293,8 +308,13 @@ def expected_sends(
         assert address is not None
         language = person.language if person.language in district.languages else "en"
         # One text or email per shared address and language (delivery.py's grouping).
-        addresses.add((channel, address, language))
-    return len(addresses), len(notified)
+        addresses[(channel, address, language)] = None
+    translations = payload["translations"]
+    notifications = tuple(
+        Notification(channel, address, translations.get(language, payload["body"]))
+        for channel, address, language in addresses
+    )
+    return notifications, len(notified)
 
 
 def choose_channel(person: Person, district: District) -> str | None:

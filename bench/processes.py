@@ -1,4 +1,5 @@
-"""The run's child processes: the two fake providers and the notifier service(s).
+"""The run's child processes: the two fake providers, the notifier service(s), and the
+peer's Redis, worker and enqueuer.
 
 Never an orphan: each child gets PR_SET_PDEATHSIG=SIGKILL, so it dies with the benchmark
 even when the benchmark itself is SIGKILLed, and ``Children.close`` (always reached through
@@ -24,6 +25,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
+TOOLS = REPO / ".local" / "bench-tools" / "bin"
+"""The bench's own virtualenv (make bench-tools): py-spy, and the peer's Python."""
 _PR_SET_PDEATHSIG = 1
 START_SECONDS = 60.0
 STOP_SECONDS = 30.0
@@ -94,16 +97,18 @@ class Children:
         cwd: Path,
         read_url: bool,
         finite: bool = False,
+        piped: bool = False,
     ) -> tuple[Child, str | None]:
         """Start ``argv``; with ``read_url``, its first stdout line (a fake's base URL).
-        A ``finite`` child (a tool that ends by itself) may exit without being asked."""
+        A ``finite`` child (a tool that ends by itself) may exit without being asked; a
+        ``piped`` one reads what the benchmark writes to ``child.process.stdin``."""
         log_path = self.run_dir / f"{name}.log"
         log = log_path.open("ab")
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if read_url else log,
             stderr=log,
             start_new_session=True,

@@ -15,9 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import REPO, Child, Children
+from bench.processes import TOOLS, Child, Children
 
-TOOLS = REPO / ".local" / "bench-tools" / "bin"
 # Frames on (nearly) every stack: the event loop's and the threads' entry points.
 _ENTRIES = ("Runner.run ", "Thread.run ")
 # "function (path/to/module.py)" once line numbers are off.

@@ -4,7 +4,11 @@ loaded through Kafka, then the phases, each drained and checked before the next:
 1. saturation: a closed-loop flood; deliveries per second and CPU over its steady part;
 2. the LIMIT: a bare aiokafka consumer reads the flood's topic (single process only);
 3. open loop at 25 %, 50 % and 75 % of the saturation rate: latency percentiles;
-4. a second flood with py-spy attached (``--profile``).
+4. a second flood with py-spy attached (``--profile``);
+5. a flood at each further provider latency of the run (``--provider-latency-ms``), the
+   fakes answering that much later (single process only).
+
+Phases 1–4 run at the run's first latency.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from bench.measure import (
     Completeness,
     Providers,
     Receipts,
+    Sample,
     completeness,
     cpu_seconds,
     latencies_ms,
     peak_rss_bytes,
     percentile,
+    steady,
 )
 from bench.population import Directory
 from bench.processes import Children, Service, metric_sum, start_service
@@ -49,6 +55,10 @@ class Params:
     limit_records: int
     seed: int
     extra_env: dict[str, str]
+    latency_flood_seconds: float
+    """notifier's flood at each provider latency after the first."""
+    peer_flood_seconds: float
+    """Each of the peer's floods, its worker's start included."""
 
 
 @dataclass
@@ -56,6 +66,8 @@ class PhaseResult:
     scenario: str
     phase: str
     processes: int
+    provider_latency_ms: float
+    """How long each of the fakes' answers waited."""
     offered_requests_per_second: float | None
     """None for the closed loop (it offers what completes)."""
     achieved_requests_per_second: float
@@ -109,6 +121,15 @@ class Context:
     directory: Directory
     provider_env: dict[str, str]
     profile: bool
+    latencies: tuple[float, ...]
+    """The run's provider latencies (ms), the first one the fakes' usual."""
+    latency_ms: float = 0.0
+    """The fakes' latency now."""
+
+    async def set_latency(self, milliseconds: float) -> None:
+        if milliseconds != self.latency_ms:
+            await self.providers.set_latency(milliseconds)
+            self.latency_ms = milliseconds
 
 
 def _service_env(ctx: Context, topics: Topics, group: str, database: Database) -> dict[str, str]:
@@ -172,7 +193,7 @@ async def _phases(
 ) -> None:
     """The phases in order. The first that loses a delivery ends the scenario: what would
     follow measures a broken service, and CI learns it sooner."""
-    flood = await _flood(ctx, result, services, "saturation", ctx.params.flood_seconds)
+    flood = await _flood(ctx, result, services, saturation_phase(), ctx.params.flood_seconds)
     if result.problems or len(services) > 1:
         return
     limit = await bare_consumer(
@@ -191,6 +212,21 @@ async def _phases(
             return
     if ctx.profile:
         result.profile = await _profiled_flood(ctx, result, services)
+    for latency in ctx.latencies[1:]:
+        await ctx.set_latency(latency)
+        try:
+            await _flood(
+                ctx, result, services, saturation_phase(latency), ctx.params.latency_flood_seconds
+            )
+        finally:
+            await ctx.set_latency(ctx.latencies[0])
+        if result.problems:
+            return
+
+
+def saturation_phase(latency_ms: float | None = None) -> str:
+    """The name of notifier's flood at a further provider latency (None: the first)."""
+    return "saturation" if latency_ms is None else f"saturation at {latency_ms:g} ms"
 
 
 async def _wait_for_directory(
@@ -224,23 +260,16 @@ def _cpu(services: list[Service]) -> float:
     return sum(cpu_seconds(service.child.pid) for service in services)
 
 
-@dataclass
-class _Sample:
-    at: float
-    delivered: int
-    cpu: float
-
-
 async def _flood(
     ctx: Context, result: ScenarioResult, services: list[Service], phase: str, seconds: float
 ) -> PhaseResult:
     load, providers = ctx.load, ctx.providers
     first_number = load.factory.next_number
     inbox_before = await _inbox_copies(services)
-    samples: list[_Sample] = []
+    samples: list[Sample] = []
 
     async def tick() -> None:
-        samples.append(_Sample(time.monotonic(), await providers.marked(), _cpu(services)))
+        samples.append(Sample(time.monotonic(), await providers.marked(), _cpu(services)))
 
     await tick()
     await closed_loop(
@@ -252,15 +281,11 @@ async def _flood(
         on_tick=tick,
     )
     await tick()
-    # The steady part: after the warm-up (connections, caches, the first batches), until
-    # publishing stopped.
-    steady = [s for s in samples if s.at - samples[0].at >= ctx.params.warmup_seconds]
-    begin, end = (steady[0], steady[-1]) if len(steady) >= 2 else (samples[0], samples[-1])
-    window = end.at - begin.at
-    delivered = end.delivered - begin.delivered
-    if window < 0.5 * (seconds - ctx.params.warmup_seconds):
+    # Until publishing stopped.
+    window = steady(samples, ctx.params.warmup_seconds)
+    if window.seconds < 0.5 * (seconds - ctx.params.warmup_seconds):
         result.notes.append(
-            f"{result.name}/{phase}: measured over {window:.1f} s only: publishing stalled"
+            f"{result.name}/{phase}: measured over {window.seconds:.1f} s only: publishing stalled"
             " (was the broker away?); its rate means little"
         )
     drained = await _drain(ctx, result, services, phase, first_number, inbox_before)
@@ -271,9 +296,9 @@ async def _flood(
     outcome = drained.phase_result(
         offered=None,
         achieved=len(numbers) / (samples[-1].at - samples[0].at),
-        deliveries_per_second=delivered / window if window > 0 else 0.0,
-        window=window,
-        cpu_seconds_per_1000=(end.cpu - begin.cpu) * 1000 / delivered if delivered else 0.0,
+        deliveries_per_second=window.per_second,
+        window=window.seconds,
+        cpu_seconds_per_1000=window.cpu_ms_per_delivery,
         latency_ms=None,
     )
     result.phases.append(outcome)
@@ -329,6 +354,7 @@ class _Drained:
     scenario: str
     phase: str
     processes: int
+    provider_latency_ms: float
     numbers: range
     receipts: Receipts
     check: Completeness
@@ -349,6 +375,7 @@ class _Drained:
             scenario=self.scenario,
             phase=self.phase,
             processes=self.processes,
+            provider_latency_ms=self.provider_latency_ms,
             offered_requests_per_second=offered,
             achieved_requests_per_second=achieved,
             requests=len(self.numbers),
@@ -378,7 +405,7 @@ async def _drain(
     load, providers = ctx.load, ctx.providers
     deadline = time.monotonic() + ctx.params.drain_seconds
     while await providers.marked() < load.published_sends and time.monotonic() < deadline:
-        _check_alive(ctx)
+        check_alive(ctx)
         await asyncio.sleep(0.1)
     # Inbox copies are recorded beside the provider calls: let the last ones land.
     numbers = range(first_number, load.factory.next_number)
@@ -402,7 +429,15 @@ async def _drain(
             " missing"
         )
     return _Drained(
-        result.name, phase, len(services), numbers, receipts, check, inbox, expected_inbox
+        result.name,
+        phase,
+        len(services),
+        ctx.latency_ms,
+        numbers,
+        receipts,
+        check,
+        inbox,
+        expected_inbox,
     )
 
 
@@ -410,7 +445,7 @@ def _say(line: str) -> None:
     print(f"bench:   {line}", flush=True)
 
 
-def _check_alive(ctx: Context) -> None:
+def check_alive(ctx: Context) -> None:
     died = ctx.children.died()
     if died:
         raise RuntimeError("a child process died: " + ", ".join(died))
