@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -91,6 +92,9 @@ class Container:
     rate_limiter: RateLimiter
     translator: Translator | None
     replies: ReplyDependencies
+    before_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run first on close, while everything still works: the consumer's open batches
+    finish and commit."""
     _producing: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -102,9 +106,10 @@ class Container:
         await self.broker.start()
 
     async def close(self) -> None:
-        # The broker first: stopping it waits (up to graceful_timeout) for in-flight batches,
-        # which still need the store, the HTTP client and the event producer to finish and
-        # commit.
+        for hook in self.before_stop:
+            await hook()
+        # Then the broker (stopping it waits, up to graceful_timeout, for a handler still
+        # running), before the store, the HTTP client and the event producer it needs.
         await self.broker.stop()
         if self._producing:
             await self.event_producer.stop()  # sends what it still holds

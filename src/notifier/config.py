@@ -68,6 +68,12 @@ class KafkaSettings(BaseModel):
     batch_timeout_ms: int = Field(
         100, ge=1, description="Longest wait for a batch to fill before processing it."
     )
+    max_open_batches: int = Field(
+        4,
+        ge=1,
+        description="Batches in progress at once: the next is read while the last one's "
+        "slowest deliveries are still out. Offsets are committed in order as each finishes.",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading."
     )

@@ -3,14 +3,16 @@
 Acknowledgement, chosen deliberately (FastStream's Kafka default, ACK_FIRST, commits before
 the work is done and loses it on a crash):
 
-* Subscribers take **batches** with ``AckPolicy.MANUAL`` and commit once per batch, after
-  every request in it has reached a recorded state — at-least-once, and several times cheaper
-  than a commit per message. The requests of a batch run concurrently.
+* Subscribers take **batches** with ``AckPolicy.MANUAL``; a batch's offsets are committed
+  once every request in it, and in every batch read before it, has reached a recorded
+  state — at-least-once, and several times cheaper than a commit per message. The requests
+  of a batch run concurrently, and several batches are open at once (``batches.py``), so a
+  slow tail of provider calls doesn't hold back the next batch.
 * Bad input never raises out of a handler: it goes to the dead-letter topic with a reason and
   the batch goes on, so a poison message cannot wedge a partition.
 * Anything else (database or broker down) leaves the batch uncommitted: we wait with backoff
-  and rewind to its first offsets (``nack``), instead of ``NACK_ON_ERROR``'s immediate retry
-  loop. Redelivered work is recognised by its deterministic delivery ids and not repeated.
+  and rewind to its first offsets, instead of ``NACK_ON_ERROR``'s immediate retry loop.
+  Redelivered work is recognised by its deterministic delivery ids and not repeated.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -31,14 +33,21 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from notifier.bootstrap import Container
 from notifier.config import KafkaSettings
 from notifier.domain.errors import RejectionCode, RequestRejected
+from notifier.domain.model import SendRequest
+from notifier.entrypoints.batches import BatchPipeline
 from notifier.handlers import (
     apply_district,
     apply_recipient,
     remove_district,
     remove_recipient,
 )
+from notifier.handlers.delivery import RequestReport
 from notifier.handlers.directory import apply_conversation_state, remove_conversation_state
-from notifier.handlers.follow_up import deliver_and_fail_over, fail_over_overdue
+from notifier.handlers.follow_up import (
+    deliver_and_fail_over,
+    deliver_and_fail_over_all,
+    fail_over_overdue,
+)
 from notifier.logs import logging_context
 from notifier.ports import Metrics, Store
 from notifier.wire import (
@@ -87,6 +96,9 @@ def register_subscribers(container: Container) -> None:
             await dead_letters.send(record, rejected)
             container.metrics.request_processed("dead_lettered")
             return
+        count_processed(report)
+
+    def count_processed(report: RequestReport) -> None:
         # A duplicate repeats deliveries an earlier copy made; a request with nobody to
         # tell (only its sender among the recipients) is still processed.
         outcome = (
@@ -95,6 +107,35 @@ def register_subscribers(container: Container) -> None:
             else "processed"
         )
         container.metrics.request_processed(outcome)
+
+    async def deliver_batch(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        parsed: list[tuple[ConsumerRecord[Any, Any], SendRequest]] = []
+        for record in records:
+            try:
+                parsed.append((record, _parse(SendRequestWire, record).to_domain()))
+            except RequestRejected as rejected:
+                await dead_letters.send(record, rejected)
+                container.metrics.request_processed("dead_lettered")
+        if not parsed:
+            return
+        try:
+            with _refusing_bad_data(container.store):
+                reports = await deliver_and_fail_over_all(
+                    [request for _, request in parsed], container.follow_up
+                )
+        except RequestRejected:
+            # One request's own data broke the batch: each alone, so that only it is
+            # dead-lettered (what the batch did meanwhile is found and not repeated).
+            async with asyncio.TaskGroup() as group:
+                for record, _ in parsed:
+                    group.create_task(deliver_one(record))
+            return
+        for (record, _), report in zip(parsed, reports, strict=True):
+            if isinstance(report, RequestRejected):
+                await dead_letters.send(record, report)
+                container.metrics.request_processed("dead_lettered")
+            else:
+                count_processed(report)
 
     async def apply_directory_event(record: ConsumerRecord[Any, Any]) -> None:
         kind = {
@@ -136,24 +177,54 @@ def register_subscribers(container: Container) -> None:
             return
         container.metrics.directory_event(kind, "applied" if applied else "stale")
 
-    async def process(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        # Directory events first and in order (the same key's events must not overtake each
-        # other), so requests in the same batch see the profiles that came before them.
+    async def apply_directory(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        # In order, before the next batch is read (the same key's events must not overtake
+        # each other), so requests see the profiles that came before them.
         for record in records:
             if record.topic in directory_topics:
                 await apply_directory_event(record)
-        async with asyncio.TaskGroup() as group:
-            for record in records:
-                if record.topic not in directory_topics:
-                    group.create_task(deliver_one(record))
 
-    @input_subscriber(broker, settings)
+    async def deliver(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        await deliver_batch([r for r in records if r.topic not in directory_topics])
+
+    pipeline = BatchPipeline(
+        head=apply_directory,
+        tail=deliver,
+        max_open=settings.max_open_batches,
+        backoff=RETRY_BACKOFF_SECONDS,
+        drain_timeout=settings.graceful_timeout_seconds,
+    )
+    container.before_stop.append(lambda: pipeline.drain(closing=True))
+
+    @input_subscriber(broker, settings, _DrainOnRevoke(pipeline))
     async def on_batch(message: KafkaMessage) -> None:
-        await _process_batch(message, process)
-        _report_lag(message, container.metrics)
+        consumer = message.consumer
+        if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's in-memory test broker
+            raise TypeError("notifier's subscriber needs a real Kafka consumer")
+        await pipeline.start(message.raw_message, consumer)
+        _report_lag(message, consumer, container.metrics)
 
 
-def input_subscriber(broker: KafkaBroker, settings: KafkaSettings) -> SubscriberDecorator:
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions about to move to another consumer: finish and commit what is open first,
+    so the new owner doesn't repeat it (within the graceful timeout)."""
+
+    def __init__(self, pipeline: BatchPipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            await self._pipeline.drain()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+def input_subscriber(
+    broker: KafkaBroker,
+    settings: KafkaSettings,
+    listener: ConsumerRebalanceListener | None = None,
+) -> SubscriberDecorator:
     """The one batch subscriber on the three input topics (see register_subscribers)."""
     return broker.subscriber(
         settings.send_requests_topic,
@@ -171,43 +242,15 @@ def input_subscriber(broker: KafkaBroker, settings: KafkaSettings) -> Subscriber
         batch_timeout_ms=settings.batch_timeout_ms,
         auto_offset_reset=settings.auto_offset_reset,
         ack_policy=AckPolicy.MANUAL,
+        listener=listener,
         # Only the raw records are used; skip FastStream's own decoding of each body.
         decoder=_no_decoding,
     )
 
 
-async def _process_batch(
-    message: KafkaMessage,
-    process: Callable[[Sequence[ConsumerRecord[Any, Any]]], Coroutine[Any, Any, None]],
-) -> None:
-    records: Sequence[ConsumerRecord[Any, Any]] = message.raw_message
-    for attempt, backoff in enumerate((*RETRY_BACKOFF_SECONDS, None)):
-        try:
-            await process(records)
-        except Exception:
-            if backoff is None:
-                break
-            log.exception(
-                "batch of %d records failed (attempt %d); retrying in %.0f s",
-                len(records),
-                attempt + 1,
-                backoff,
-            )
-            await asyncio.sleep(backoff)
-            continue
-        await message.ack()
-        return
-    # Still failing after the in-place retries: hand the batch back to Kafka uncommitted.
-    log.error("batch of %d records still failing; rewinding to retry it later", len(records))
-    await message.nack()
-
-
-def _report_lag(message: KafkaMessage, metrics: Metrics) -> None:
+def _report_lag(message: KafkaMessage, consumer: AIOKafkaConsumer, metrics: Metrics) -> None:
     """Records behind the end of each partition just read (the fetcher's high watermark
     less the next offset to read): the consumer-lag gauge ops alert on."""
-    consumer = message.consumer
-    if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's in-memory test broker
-        return
     last_read: dict[TopicPartition, int] = {}
     for record in message.raw_message:
         last_read[TopicPartition(record.topic, record.partition)] = record.offset

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from notifier.domain.admission import admit
 from notifier.domain.circuit import CircuitBreaker
+from notifier.domain.errors import RequestRejected
 from notifier.domain.identity import delivery_id_for, event_id_for
 from notifier.domain.model import (
     Channel,
@@ -163,6 +164,21 @@ class RequestReport:
     """Deliveries already done by an earlier copy of the request (redelivery or duplicate)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One delivery of one request, planned and not yet claimed."""
+
+    request: SendRequest
+    district: District
+    plan: RecipientPlan
+    planned: PlannedDelivery
+    record: DeliveryRecord
+
+
+Outcome = tuple[DeliveryEvent, bool]
+"""A delivery's latest event, and whether an earlier copy of its request had done it."""
+
+
 async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> RequestReport:
     """Tell every recipient of one conversation message, each at most once per channel.
 
@@ -170,33 +186,107 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
     any other exception means "not done, try the whole request again" — work already
     recorded is then found by its deterministic id and not repeated.
     """
-    recipient_ids = recipients_to_notify(request)
-    context = await deps.store.request_context(
-        request.district_id, recipient_ids, request.conversation_id
-    )
-    district = admit(request, context.district)
-    await deps.store.save_request(request)
-    profiles, points = context.profiles, context.points
-    muted = context.conversation.muted_by if context.conversation else frozenset()
-    plans = {
-        recipient_id: plan_recipient(profile, district, points, muted=recipient_id in muted)
-        for recipient_id in recipient_ids
-        if (profile := profiles.get(recipient_id)) is not None
-    }
-    request = await with_translations(request, {p.language for p in plans.values()}, deps)
+    (report,) = await deliver_requests([request], deps)
+    if isinstance(report, RequestRejected):
+        raise report
+    return report
 
+
+async def deliver_requests(
+    requests: Sequence[SendRequest], deps: DeliveryDependencies
+) -> list[RequestReport | RequestRejected]:
+    """A batch of requests as one unit, stage by stage: their directory reads, their pure
+    plans, one claim of every delivery and inbox copy, one publication of the events that
+    follow, then the provider calls, concurrently (each outcome recorded as it comes, so a
+    crash loses no answer the batch's slowest call is still waiting behind).
+
+    A request that can never be processed comes back as its ``RequestRejected``; any
+    exception means "not done, try the whole batch again", as for ``deliver_request``."""
+    contexts = await _all_settled(
+        [
+            deps.store.request_context(r.district_id, recipients_to_notify(r), r.conversation_id)
+            for r in requests
+        ]
+    )
+    reports: list[RequestReport | RequestRejected | None] = [None] * len(requests)
+    admitted: list[tuple[int, SendRequest, District, dict[str, RecipientPlan]]] = []
+    for index, (request, context) in enumerate(zip(requests, contexts, strict=True)):
+        try:
+            district = admit(request, context.district)
+        except RequestRejected as rejected:
+            reports[index] = rejected
+            continue
+        muted = context.conversation.muted_by if context.conversation else frozenset()
+        plans = {
+            recipient_id: plan_recipient(
+                profile, district, context.points, muted=recipient_id in muted
+            )
+            for recipient_id in recipients_to_notify(request)
+            if (profile := context.profiles.get(recipient_id)) is not None
+        }
+        admitted.append((index, request, district, plans))
+    await _all_settled([deps.store.save_request(request) for _, request, _, _ in admitted])
+    translated = await _all_settled(
+        [
+            with_translations(request, {p.language for p in plans.values()}, deps)
+            for _, request, _, plans in admitted
+        ]
+    )
+
+    singles: list[_Planned] = []
+    owners: list[int] = []
+    others: list[Awaitable[list[Outcome]]] = []
+    other_owners: list[int] = []
+    for (index, _, district, plans), request in zip(admitted, translated, strict=True):
+        for work in _work_of(request, district, plans, deps):
+            if isinstance(work, _Planned):
+                singles.append(work)
+                owners.append(index)
+            else:
+                others.append(work)
+                other_owners.append(index)
     # Every delivery runs to its end even when another fails: cancelling one midway could
     # cut a provider call whose text then goes out unrecorded (a duplicate on retry) or
-    # leave a database transaction open. Then the first failure is raised, and the request
+    # leave a database transaction open. Then the first failure is raised, and the batch
     # is retried as a whole; what was recorded meanwhile is not sent again.
+    single_outcomes, other_outcomes = await asyncio.gather(
+        _deliver_all(singles, deps), _all_settled(others), return_exceptions=True
+    )
+    if isinstance(single_outcomes, BaseException):
+        raise single_outcomes
+    if isinstance(other_outcomes, BaseException):
+        raise other_outcomes
+
+    per_request: dict[int, list[Outcome]] = {index: [] for index, _, _, _ in admitted}
+    for index, outcome in zip(owners, single_outcomes, strict=True):
+        per_request[index].append(outcome)
+    for index, outcomes in zip(other_owners, other_outcomes, strict=True):
+        per_request[index].extend(outcomes)
+    for index, outcomes in per_request.items():
+        reports[index] = RequestReport(
+            request_id=requests[index].request_id,
+            outcomes=tuple(event for event, _ in outcomes),
+            repeated=sum(1 for _, repeated in outcomes if repeated),
+        )
+    return [report for report in reports if report is not None]
+
+
+def _work_of(
+    request: SendRequest,
+    district: District,
+    plans: Mapping[str, RecipientPlan],
+    deps: DeliveryDependencies,
+) -> Iterator[_Planned | Awaitable[list[Outcome]]]:
+    """The request's deliveries: each alone, except several people on one phone or email
+    address (a family's), who get one text or email for all of them when they share a
+    language, and people not in the directory."""
     shared_addresses: dict[
         tuple[Channel, str, str], list[tuple[RecipientPlan, PlannedDelivery]]
     ] = {}
-    singles: list[Coroutine[Any, Any, tuple[DeliveryEvent, bool]]] = []
-    for recipient_id in recipient_ids:
+    for recipient_id in recipients_to_notify(request):
         plan = plans.get(recipient_id)
         if plan is None:
-            singles.append(_unknown_recipient(request, recipient_id, deps))
+            yield _unknown_recipient(request, recipient_id, deps)
             continue
         for planned in plan.deliveries:
             if planned.channel is not Channel.APP and planned.needs_sending:
@@ -204,25 +294,17 @@ async def deliver_request(request: SendRequest, deps: DeliveryDependencies) -> R
                 key = (planned.channel, planned.address, "*" if bilingual else plan.language)
                 shared_addresses.setdefault(key, []).append((plan, planned))
             else:
-                singles.append(_deliver(request, district, plan, planned, deps))
-    # Several people on one phone or one email address (a family's) get one text or
-    # email for all of them, when they share a language.
-    groups: list[Coroutine[Any, Any, list[tuple[DeliveryEvent, bool]]]] = []
+                yield _Planned(
+                    request, district, plan, planned, _record_for(request, district, plan, planned)
+                )
     for members in shared_addresses.values():
         if len(members) == 1:
             plan, planned = members[0]
-            singles.append(_deliver(request, district, plan, planned, deps))
+            yield _Planned(
+                request, district, plan, planned, _record_for(request, district, plan, planned)
+            )
         else:
-            groups.append(_deliver_shared(request, district, members, deps))
-    single_results, group_results = await asyncio.gather(
-        _all_settled(singles), _all_settled(groups)
-    )
-    results = single_results + [result for members in group_results for result in members]
-    return RequestReport(
-        request_id=request.request_id,
-        outcomes=tuple(event for event, _ in results),
-        repeated=sum(1 for _, repeated in results if repeated),
-    )
+            yield _deliver_shared(request, district, members, deps)
 
 
 async def _all_settled(work: Sequence[Awaitable[ResultT]]) -> list[ResultT]:
@@ -263,25 +345,183 @@ async def deliver_planned(
 ) -> DeliveryEvent:
     """One delivery outside a request's first pass, e.g. the fallback after a bounce."""
     request = await with_translations(request, {plan.language}, deps)
-    event, _ = await _deliver(request, district, plan, planned, deps)
+    record = _record_for(request, district, plan, planned)
+    ((event, _),) = await _deliver_all([_Planned(request, district, plan, planned, record)], deps)
     return event
 
 
-async def _deliver(
-    request: SendRequest,
-    district: District,
-    plan: RecipientPlan,
-    planned: PlannedDelivery,
-    deps: DeliveryDependencies,
-) -> tuple[DeliveryEvent, bool]:
-    delivery_id = delivery_id_for(request.message_id, plan.recipient.id, planned.channel)
-    with logging_context(delivery_id=delivery_id):
-        (event, repeated), waited = await _once(
-            delivery_id,
-            lambda: _deliver_once(request, district, plan, planned, delivery_id, deps),
+async def _deliver_all(work: Sequence[_Planned], deps: DeliveryDependencies) -> list[Outcome]:
+    """Each delivery once at a time in this process: a second copy (the same request twice
+    in one batch, or in two batches open at once) waits for the first instead of taking its
+    "queued" row for a dead attempt."""
+    futures: dict[str, asyncio.Future[Outcome]] = {}
+    mine_at: list[int] = []
+    waits: list[tuple[int, asyncio.Future[Outcome]]] = []
+    loop = asyncio.get_running_loop()
+    for index, item in enumerate(work):
+        delivery_id = item.record.delivery_id
+        earlier = deps.underway.get(delivery_id)
+        if earlier is not None:
+            waits.append((index, earlier))
+            continue
+        futures[delivery_id] = deps.underway[delivery_id] = loop.create_future()
+        mine_at.append(index)
+    try:
+        done = await _deliver_fresh([work[index] for index in mine_at], deps)
+    except BaseException:
+        for delivery_id, future in futures.items():
+            future.set_exception(DeliveryInterrupted(delivery_id))
+            # Retrieved here so an outcome nobody else awaited doesn't log "never retrieved".
+            future.exception()
+        raise
+    finally:
+        for delivery_id in futures:
+            del deps.underway[delivery_id]
+    outcomes: dict[int, Outcome] = {}
+    for index, outcome in zip(mine_at, done, strict=True):
+        futures[work[index].record.delivery_id].set_result(outcome)
+        outcomes[index] = outcome
+    for index, future in waits:
+        event, _ = await asyncio.shield(future)
+        outcomes[index] = (event, True)
+    return [outcomes[index] for index in range(len(work))]
+
+
+async def _deliver_fresh(work: Sequence[_Planned], deps: DeliveryDependencies) -> list[Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    claiming: list[int] = []
+    for index, item in enumerate(work):
+        if (answered := await _record_unrecorded(item.record, deps)) is not None:
+            outcomes[index] = (answered, False)
+        else:
+            claiming.append(index)
+    copies = {
+        index: _outbound(
+            work[index].request,
+            work[index].district,
+            work[index].plan,
+            work[index].planned,
+            work[index].record.delivery_id,
             deps,
+            None,
         )
-    return event, repeated or waited
+        for index in claiming
+        if _is_inbox_copy(work[index].planned)
+    }
+    now = deps.clock.now()
+    claims = await _all_settled(
+        [
+            deps.store.claim_delivery(_as_copied(work[index].record, now), inbox_copy=copy)
+            if (copy := copies.get(index)) is not None
+            else deps.store.claim_delivery(work[index].record)
+            for index in claiming
+        ]
+    )
+
+    published: list[DeliveryEvent] = []
+    sending: list[tuple[int, datetime | None]] = []
+    legacy_copies: list[tuple[int, OutboundMessage]] = []
+    for index, claim in zip(claiming, claims, strict=True):
+        item = work[index]
+        copy = copies.get(index)
+        if copy is not None and not claim.is_new and claim.record.status is DeliveryStatus.QUEUED:
+            legacy_copies.append((index, copy))
+            continue
+        if copy is None and not claim.is_new and claim.record.status is DeliveryStatus.QUEUED:
+            _count_unknown_outcome(claim.record, deps)
+        elif not claim.is_new:
+            deps.metrics.duplicate_suppressed(claim.record.channel)
+            repeated = _known_outcome(claim.record, deps.clock)
+            published.append(repeated)
+            outcomes[index] = (repeated, True)
+            continue
+        first = (
+            _copied_event(claim.record, deps.clock)
+            if copy is not None
+            else event_for(item.record, item.record.status, deps.clock, reason=item.record.reason)
+        )
+        if claim.is_new:
+            deps.metrics.delivery_recorded(first.channel, first.status)
+            if copy is not None:
+                deps.metrics.delivery_latency(
+                    Channel.APP, (first.occurred_at - item.request.created_at).total_seconds()
+                )
+            published.append(first)
+        if copy is None and item.planned.needs_sending:
+            sending.append((index, _claimed_at(claim)))
+        else:
+            outcomes[index] = (first, False)
+    # One producer call for the batch's first events: queued, skipped, suppressed, the inbox
+    # copies' sent, and the known outcomes of deliveries done before.
+    if published:
+        await deps.events.publish(published)
+
+    finished = await _all_settled(
+        [_send_and_record(work[index], since, deps) for index, since in sending]
+        + [_finish_legacy_copy(work[index], copy, deps) for index, copy in legacy_copies]
+    )
+    for index, event in zip(
+        [index for index, _ in sending] + [index for index, _ in legacy_copies],
+        finished,
+        strict=True,
+    ):
+        outcomes[index] = (event, False)
+    return [outcomes[index] for index in range(len(work))]
+
+
+def _is_inbox_copy(planned: PlannedDelivery) -> bool:
+    return planned.channel is Channel.APP and planned.needs_sending
+
+
+def _as_copied(record: DeliveryRecord, now: datetime) -> DeliveryRecord:
+    """The app inbox copy's row: written in the same transaction as its claim, so it is one
+    row and one event ("sent"), and there is no provider whose answer could be lost."""
+    return replace(
+        record,
+        status=DeliveryStatus.SENT,
+        provider=INBOX,
+        provider_message_id=record.delivery_id,
+        sent_at=now,
+    )
+
+
+def _copied_event(record: DeliveryRecord, clock: Clock) -> DeliveryEvent:
+    return event_for(
+        record,
+        DeliveryStatus.SENT,
+        clock,
+        provider=INBOX,
+        provider_message_id=record.delivery_id,
+    )
+
+
+async def _send_and_record(
+    item: _Planned, unknown_since: datetime | None, deps: DeliveryDependencies
+) -> DeliveryEvent:
+    with logging_context(delivery_id=item.record.delivery_id):
+        message = _outbound(
+            item.request,
+            item.district,
+            item.plan,
+            item.planned,
+            item.record.delivery_id,
+            deps,
+            await _resume_link(item.plan, item.planned, deps),
+        )
+        final = await _send_counted(message, deps, item.record, unknown_since)
+        await _record_final(item.request, item.record, final, message, deps)
+    return final
+
+
+async def _finish_legacy_copy(
+    item: _Planned, copy: OutboundMessage, deps: DeliveryDependencies
+) -> DeliveryEvent:
+    """Claimed "queued" by a version that wrote the inbox copy after its claim, and died
+    between the two: the copy (written once, by its id) and its outcome now."""
+    final = _copied_event(item.record, deps.clock)
+    await deps.store.write_inbox(copy)
+    await _record_final(item.request, item.record, final, copy, deps)
+    return final
 
 
 async def _once(
@@ -475,80 +715,6 @@ async def _record_unrecorded(
     return earlier.event
 
 
-async def _deliver_once(
-    request: SendRequest,
-    district: District,
-    plan: RecipientPlan,
-    planned: PlannedDelivery,
-    delivery_id: str,
-    deps: DeliveryDependencies,
-) -> tuple[DeliveryEvent, bool]:
-    record = _record_for(request, district, plan, planned)
-    if (answered := await _record_unrecorded(record, deps)) is not None:
-        return answered, False
-    if planned.channel is Channel.APP and planned.needs_sending:
-        return await _copy_to_inbox(request, district, plan, planned, record, deps)
-    claim = await deps.store.claim_delivery(record)
-    if _outcome_known(claim, deps):
-        return await _repeat_known_outcome(claim.record, deps), True
-
-    first_event = event_for(record, record.status, deps.clock, reason=record.reason)
-    if claim.is_new:
-        deps.metrics.delivery_recorded(record.channel, record.status)
-        await deps.events.publish([first_event])
-    if not planned.needs_sending:
-        return first_event, False
-
-    message = _outbound(
-        request, district, plan, planned, delivery_id, deps, await _resume_link(plan, planned, deps)
-    )
-    final = await _send_counted(message, deps, record, _claimed_at(claim))
-    await _record_final(request, record, final, message, deps)
-    return final, False
-
-
-async def _copy_to_inbox(
-    request: SendRequest,
-    district: District,
-    plan: RecipientPlan,
-    planned: PlannedDelivery,
-    record: DeliveryRecord,
-    deps: DeliveryDependencies,
-) -> tuple[DeliveryEvent, bool]:
-    """The app inbox copy: written in the same transaction as its claim, so it is one row
-    and one event ("sent"), and there is no provider whose answer could be lost."""
-    message = _outbound(request, district, plan, planned, record.delivery_id, deps, None)
-    copied = replace(
-        record,
-        status=DeliveryStatus.SENT,
-        provider=INBOX,
-        provider_message_id=record.delivery_id,
-        sent_at=deps.clock.now(),
-    )
-    claim = await deps.store.claim_delivery(copied, inbox_copy=message)
-    if not claim.is_new and claim.record.status is not DeliveryStatus.QUEUED:
-        return await _repeat_known_outcome(claim.record, deps), True
-    final = event_for(
-        copied,
-        DeliveryStatus.SENT,
-        deps.clock,
-        provider=INBOX,
-        provider_message_id=record.delivery_id,
-    )
-    if claim.is_new:
-        deps.metrics.delivery_recorded(Channel.APP, DeliveryStatus.SENT)
-        deps.metrics.delivery_latency(
-            Channel.APP, (final.occurred_at - request.created_at).total_seconds()
-        )
-        await deps.events.publish([final])
-    else:
-        # Claimed "queued" by a version that wrote the copy after its claim, and died
-        # between the two: the copy (written once, by its id) and its outcome now.
-        await deps.store.write_inbox(message)
-        await _record_final(request, record, final, message, deps)
-    return final, False
-
-
 def _outcome_known(claim: Claim, deps: DeliveryDependencies) -> bool:
     """Whether an earlier copy of the request already settled this delivery. Anything past
     "queued" was recorded after the provider answered (or instead of sending): never sent
@@ -559,13 +725,17 @@ def _outcome_known(claim: Claim, deps: DeliveryDependencies) -> bool:
         return False
     if claim.record.status is not DeliveryStatus.QUEUED:
         return True
-    deps.metrics.unknown_outcome(claim.record.channel)
+    _count_unknown_outcome(claim.record, deps)
+    return False
+
+
+def _count_unknown_outcome(record: DeliveryRecord, deps: DeliveryDependencies) -> None:
+    deps.metrics.unknown_outcome(record.channel)
     log.warning(
         "delivery %s: an earlier attempt's outcome is unknown (attempt %d)",
-        claim.record.delivery_id,
-        claim.record.attempts,
+        record.delivery_id,
+        record.attempts,
     )
-    return False
 
 
 async def _sent_for_another_message(
@@ -622,25 +792,30 @@ async def _found_sent(
 async def _repeat_known_outcome(
     record: DeliveryRecord, deps: DeliveryDependencies
 ) -> DeliveryEvent:
-    """A redelivered request: send nothing, but publish the known outcome again (same event
-    id) in case the first copy stopped between recording it and publishing it."""
+    """A redelivered request: send nothing, but publish the known outcome again."""
     deps.metrics.duplicate_suppressed(record.channel)
-    event = event_for(
-        record,
-        record.status,
-        deps.clock,
-        reason=record.reason,
-        provider=record.provider,
-        provider_message_id=record.provider_message_id,
-    )
-    event = replace(event, occurred_at=record.updated_at or event.occurred_at)
+    event = _known_outcome(record, deps.clock)
     await deps.events.publish([event])
     return event
 
 
+def _known_outcome(record: DeliveryRecord, clock: Clock) -> DeliveryEvent:
+    """The recorded outcome as an event again (same event id), for a redelivered request:
+    its first copy may have stopped between recording the outcome and publishing it."""
+    event = event_for(
+        record,
+        record.status,
+        clock,
+        reason=record.reason,
+        provider=record.provider,
+        provider_message_id=record.provider_message_id,
+    )
+    return replace(event, occurred_at=record.updated_at or event.occurred_at)
+
+
 async def _unknown_recipient(
     request: SendRequest, recipient_id: str, deps: DeliveryDependencies
-) -> tuple[DeliveryEvent, bool]:
+) -> list[Outcome]:
     # Not in the directory (yet): nothing to resolve, so the delivery is recorded on the app
     # channel as skipped, where support can see it.
     record = DeliveryRecord(
@@ -659,11 +834,11 @@ async def _unknown_recipient(
     )
     claim = await deps.store.claim_delivery(record)
     if not claim.is_new:
-        return await _repeat_known_outcome(claim.record, deps), True
+        return [(await _repeat_known_outcome(claim.record, deps), True)]
     event = event_for(record, record.status, deps.clock, reason=record.reason)
     deps.metrics.delivery_recorded(record.channel, record.status)
     await deps.events.publish([event])
-    return event, False
+    return [(event, False)]
 
 
 def _outbound(

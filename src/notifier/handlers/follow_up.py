@@ -5,10 +5,12 @@ that never reach a final status."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from notifier.domain.errors import RequestRejected
 from notifier.domain.lifecycle import (
     Classification,
     ContactEffect,
@@ -44,6 +46,7 @@ from notifier.handlers.delivery import (
     RequestReport,
     deliver_planned,
     deliver_request,
+    deliver_requests,
     event_for,
 )
 from notifier.ports import DeliveryRecord
@@ -85,6 +88,23 @@ async def deliver_and_fail_over(request: SendRequest, deps: FollowUpDependencies
     an opted-out address, a provider that kept failing) goes out on the other channel at
     once, and the address is marked as the refusal says."""
     report = await deliver_request(request, deps.delivery)
+    await _fail_over_refused(report, deps)
+    return report
+
+
+async def deliver_and_fail_over_all(
+    requests: Sequence[SendRequest], deps: FollowUpDependencies
+) -> list[RequestReport | RequestRejected]:
+    """``deliver_and_fail_over`` for a batch of requests, delivered as one (see
+    ``deliver_requests``); a request that can never be processed comes back rejected."""
+    reports = await deliver_requests(requests, deps.delivery)
+    for report in reports:
+        if isinstance(report, RequestReport):
+            await _fail_over_refused(report, deps)
+    return reports
+
+
+async def _fail_over_refused(report: RequestReport, deps: FollowUpDependencies) -> None:
     for event in report.outcomes:
         if event.status is not DeliveryStatus.FAILED or event.channel is Channel.APP:
             continue
@@ -98,7 +118,6 @@ async def deliver_and_fail_over(request: SendRequest, deps: FollowUpDependencies
             )
         # Idempotent: a redelivered request finds the fallback already claimed.
         await fail_over(delivery, DeliveryStatus.FAILED, event.reason, deps)
-    return report
 
 
 async def record_provider_report(
