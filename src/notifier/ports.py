@@ -27,7 +27,7 @@ from notifier.domain.model import (
     Route,
     SendRequest,
 )
-from notifier.domain.rendering import Wording
+from notifier.domain.rendering import Phrasebook
 
 
 class ProviderError(Exception):
@@ -488,16 +488,8 @@ class TokenIssuer(Protocol):
         ...
 
 
-class Catalogs(Protocol):
-    def wording(self, language: str) -> Wording: ...
-
-    def join_names(self, language: str, names: Sequence[str]) -> str:
-        """ "Dennis and Maya" / "Dennis y Maya": a list in the language's own style."""
-        ...
-
-    def format_datetime(self, language: str, moment: datetime, timezone: str) -> str:
-        """A moment as readers of the language write it, in the district's time zone."""
-        ...
+Catalogs = Phrasebook
+"""The translated catalogs: the port is the domain's own description of what it reads."""
 
 
 class Clock(Protocol):

@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from html import escape
 from typing import Protocol
 
-from notifier.domain.model import Attachment, District, RenderedEmail, RenderedSms, SendRequest
-from notifier.domain.resolution import MessageText
+from notifier.domain.model import (
+    Attachment,
+    Channel,
+    District,
+    OutboundMessage,
+    Recipient,
+    RenderedEmail,
+    RenderedSms,
+    SendRequest,
+)
+from notifier.domain.reply_addresses import reply_address
+from notifier.domain.resolution import (
+    MessageText,
+    PlannedDelivery,
+    RecipientPlan,
+    message_text,
+    original_text,
+)
+from notifier.domain.sms import fit_sms
+from notifier.domain.sms import segments as sms_segments
 
 RIGHT_TO_LEFT_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "ps", "yi", "dv", "ckb"})
 
@@ -22,6 +42,138 @@ class Wording(Protocol):
     """The system wording of one language (a gettext catalog)."""
 
     def gettext(self, message: str, /) -> str: ...
+
+
+class Phrasebook(Protocol):
+    """Every language's system wording, and its ways with lists of names and with dates."""
+
+    def wording(self, language: str) -> Wording: ...
+
+    def join_names(self, language: str, names: Sequence[str]) -> str:
+        """ "Dennis and Maya" / "Dennis y Maya": a list in the language's own style."""
+        ...
+
+    def format_datetime(self, language: str, moment: datetime, timezone: str) -> str:
+        """A moment as readers of the language write it, in the district's time zone."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Composer:
+    """Writes the message each delivery sends: the text, the email or the inbox entry, in
+    the person's language."""
+
+    phrasebook: Phrasebook
+    message_link_template: str | None = None
+    """Where a message can be read in the app ({conversation_id}, {message_id}), for the
+    "Read more" of a shortened text; None: "Read more in the app"."""
+    reply_address_secret: bytes | None = None
+    """Signs each email's Reply-To address (with the district's reply domain); None: emails
+    carry no Reply-To and replies go to the sender address."""
+
+    def message(
+        self,
+        request: SendRequest,
+        district: District,
+        plan: RecipientPlan,
+        planned: PlannedDelivery,
+        delivery_id: str,
+        *,
+        resume_link: str | None = None,
+        label_name: str | None = None,
+    ) -> OutboundMessage:
+        """``label_name``: the names a shared phone or address is greeted with, instead of
+        the person's first name."""
+        wording = self.phrasebook.wording(plan.language)
+        text = message_text(request, plan.language) or original_text(request)
+        message = OutboundMessage(
+            delivery_id=delivery_id,
+            message_id=request.message_id,
+            conversation_id=request.conversation_id,
+            recipient_id=plan.recipient.id,
+            channel=planned.channel,
+            to=planned.address,
+            language=plan.language,
+        )
+        names = label_name or first_name(plan.recipient)
+        if planned.channel is Channel.SMS:
+            rendered = render_sms(request, district, names, text, wording)
+            # Capped at the district's number of segments: a long message ends with a link
+            # to the whole of it in the app instead of costing nine texts.
+            body = fit_sms(
+                rendered.body,
+                max_segments=district.sms_max_segments,
+                read_more=self._read_more(request, wording),
+            ).text
+            if resume_link:
+                # Never cut: it is how the person gets email back (and it comes once).
+                body += "\n" + resume_link_line(wording, resume_link)
+            cost = sms_segments(body)
+            return replace(
+                message,
+                sms=RenderedSms(body, cost.count, cost.encoding.value),
+                sender_address=district.sms_sender,
+            )
+        if planned.channel is Channel.EMAIL:
+            reply_to = (
+                reply_address(delivery_id, district.reply_domain, self.reply_address_secret)
+                if district.reply_domain and self.reply_address_secret
+                else None
+            )
+            return replace(
+                message,
+                email=render_email(
+                    request,
+                    district,
+                    plan.language,
+                    text,
+                    wording,
+                    names=names,
+                    sent_at=self.phrasebook.format_datetime(
+                        plan.language, request.created_at, district.timezone
+                    ),
+                    replies_by_email=reply_to is not None,
+                ),
+                sender_address=district.email_from_address,
+                sender_name=district.email_from_name or district.name,
+                reply_to=reply_to,
+            )
+        return replace(message, inbox_body=text.text, sender_name=request.sender.display_name)
+
+    def bilingual_sms(
+        self,
+        request: SendRequest,
+        district: District,
+        first_names: Sequence[str],
+        languages: Sequence[str],
+    ) -> RenderedSms:
+        """One text for a shared phone whose people read different languages: the message
+        in each of them, each part labelled for everyone in its own language."""
+        parts = []
+        for language in languages:
+            wording = self.phrasebook.wording(language)
+            text = message_text(request, language) or original_text(request)
+            names = self.phrasebook.join_names(language, first_names)
+            parts.append(render_sms(request, district, names, text, wording).body)
+        body = fit_sms(
+            "\n\n".join(parts),
+            max_segments=district.sms_max_segments,
+            read_more=self._read_more(request, self.phrasebook.wording(languages[0])),
+        ).text
+        cost = sms_segments(body)
+        return RenderedSms(body, cost.count, cost.encoding.value)
+
+    def _read_more(self, request: SendRequest, wording: Wording) -> str:
+        if self.message_link_template is None:
+            return wording.gettext("Read more in the app.")
+        link = self.message_link_template.replace(
+            "{conversation_id}", request.conversation_id
+        ).replace("{message_id}", request.message_id)
+        return wording.gettext("Read more: {link}").format(link=link)
+
+
+def first_name(recipient: Recipient) -> str:
+    return recipient.first_name or recipient.display_name.split(" ")[0]
 
 
 def text_direction(language: str) -> str:

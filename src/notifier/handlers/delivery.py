@@ -22,24 +22,18 @@ from notifier.domain.model import (
     District,
     OutboundMessage,
     Reason,
-    Recipient,
-    RenderedSms,
     SendRequest,
 )
-from notifier.domain.rendering import Wording, render_email, render_sms, resume_link_line
-from notifier.domain.reply_addresses import reply_address
+from notifier.domain.rendering import Composer, first_name
 from notifier.domain.resolution import (
     PlannedDelivery,
     RecipientPlan,
     contact_point,
     message_text,
-    original_text,
     plan_recipient,
     recipients_to_notify,
 )
 from notifier.domain.resume_links import make_token
-from notifier.domain.sms import fit_sms
-from notifier.domain.sms import segments as sms_segments
 from notifier.handlers.sending import GuardedSender, RetryPolicy, SendGuards
 from notifier.handlers.translations import TranslationSource, translations
 from notifier.logs import logging_context
@@ -106,6 +100,19 @@ class UnknownOutcomeLookups:
         return True
 
 
+@dataclass(slots=True)
+class InProgress:
+    """The deliveries this process is working on, kept across a batch's retries."""
+
+    underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    """By delivery id, the outcome of the copy being worked on. A second copy (the same
+    request twice in one batch, or in two batches open at once) waits for it instead of
+    taking its "queued" row for a dead attempt."""
+    unrecorded: dict[str, UnrecordedOutcome] = field(default_factory=dict)
+    """Provider answers this process got but could not record (the database went away), by
+    delivery id. The batch's retry records them instead of sending again."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryDependencies:
     store: Store
@@ -131,14 +138,14 @@ class DeliveryDependencies:
     reply_address_secret: bytes | None = None
     """Signs each email's Reply-To address (with the district's reply domain); None: emails
     carry no Reply-To and replies go to the sender address."""
-    unrecorded: dict[str, UnrecordedOutcome] = field(default_factory=dict)
-    """Provider answers this process got but could not record (the database went away), by
-    delivery id. The batch's retry records them instead of sending again."""
-    underway: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
-    """Deliveries being worked on in this process, by id. A copy of the same request in the
-    same batch waits for the first instead of taking its "queued" row for a dead attempt."""
+    in_progress: InProgress = field(default_factory=InProgress)
+    """This process's deliveries between their claim and their recorded outcome."""
     lookups: UnknownOutcomeLookups = field(default_factory=UnknownOutcomeLookups)
     """Asked before sending again a delivery an earlier attempt may have sent."""
+
+    @property
+    def composer(self) -> Composer:
+        return Composer(self.catalogs, self.message_link_template, self.reply_address_secret)
 
     def guarded(self, channel: Channel) -> GuardedSender:
         """The channel's sender behind its circuit, pacing, in-flight slot and retries."""
@@ -360,11 +367,11 @@ async def _deliver_all(work: Sequence[_Planned], deps: DeliveryDependencies) -> 
     loop = asyncio.get_running_loop()
     for index, item in enumerate(work):
         delivery_id = item.record.delivery_id
-        earlier = deps.underway.get(delivery_id)
+        earlier = deps.in_progress.underway.get(delivery_id)
         if earlier is not None:
             waits.append((index, earlier))
             continue
-        futures[delivery_id] = deps.underway[delivery_id] = loop.create_future()
+        futures[delivery_id] = deps.in_progress.underway[delivery_id] = loop.create_future()
         mine_at.append(index)
     try:
         done = await _deliver_fresh([work[index] for index in mine_at], deps)
@@ -376,7 +383,7 @@ async def _deliver_all(work: Sequence[_Planned], deps: DeliveryDependencies) -> 
         raise
     finally:
         for delivery_id in futures:
-            del deps.underway[delivery_id]
+            del deps.in_progress.underway[delivery_id]
     outcomes: dict[int, Outcome] = {}
     for index, outcome in zip(mine_at, done, strict=True):
         futures[work[index].record.delivery_id].set_result(outcome)
@@ -388,6 +395,7 @@ async def _deliver_all(work: Sequence[_Planned], deps: DeliveryDependencies) -> 
 
 
 async def _deliver_fresh(work: Sequence[_Planned], deps: DeliveryDependencies) -> list[Outcome]:
+    composer = deps.composer
     outcomes: dict[int, Outcome] = {}
     claiming: list[int] = []
     for index, item in enumerate(work):
@@ -396,14 +404,12 @@ async def _deliver_fresh(work: Sequence[_Planned], deps: DeliveryDependencies) -
         else:
             claiming.append(index)
     copies = {
-        index: _outbound(
+        index: composer.message(
             work[index].request,
             work[index].district,
             work[index].plan,
             work[index].planned,
             work[index].record.delivery_id,
-            deps,
-            None,
         )
         for index in claiming
         if _is_inbox_copy(work[index].planned)
@@ -499,14 +505,13 @@ async def _send_and_record(
     item: _Planned, unknown_since: datetime | None, deps: DeliveryDependencies
 ) -> DeliveryEvent:
     with logging_context(delivery_id=item.record.delivery_id):
-        message = _outbound(
+        message = deps.composer.message(
             item.request,
             item.district,
             item.plan,
             item.planned,
             item.record.delivery_id,
-            deps,
-            await _resume_link(item.plan, item.planned, deps),
+            resume_link=await _resume_link(item.plan, item.planned, deps),
         )
         final = await _send_counted(message, deps, item.record, unknown_since)
         await _record_final(item.request, item.record, final, message, deps)
@@ -530,11 +535,11 @@ async def _once(
     """Run ``work`` once per key at a time in this process; a second copy (the same request
     twice in one batch) waits for the first instead of taking its "queued" rows for a dead
     attempt. True when this call only waited."""
-    earlier = deps.underway.get(key)
+    earlier = deps.in_progress.underway.get(key)
     if earlier is not None:
         return await asyncio.shield(earlier), True
     outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    deps.underway[key] = outcome
+    deps.in_progress.underway[key] = outcome
     try:
         result = await work()
     except BaseException:
@@ -545,7 +550,7 @@ async def _once(
     else:
         outcome.set_result(result)
     finally:
-        del deps.underway[key]
+        del deps.in_progress.underway[key]
     return result, False
 
 
@@ -594,23 +599,22 @@ async def _deliver_shared_once(
     if pending:
         lead_plan, lead_planned = members[pending[0]]
         names = deps.catalogs.join_names(
-            lead_plan.language, [_first_name(members[i][0].recipient) for i in pending]
+            lead_plan.language, [first_name(members[i][0].recipient) for i in pending]
         )
-        message = _outbound(
+        message = deps.composer.message(
             request,
             district,
             lead_plan,
             lead_planned,
             records[pending[0]].delivery_id,
-            deps,
-            resume_link=None,
             label_name=names,
         )
         languages = list(dict.fromkeys(members[i][0].language for i in pending))
         if len(languages) > 1 and message.sms is not None:
-            first_names = [_first_name(members[i][0].recipient) for i in pending]
+            first_names = [first_name(members[i][0].recipient) for i in pending]
             message = replace(
-                message, sms=_bilingual_text(request, district, first_names, languages, deps)
+                message,
+                sms=deps.composer.bilingual_sms(request, district, first_names, languages),
             )
         sent = await _send_counted(
             message, deps, records[pending[0]], min(unknown_since, default=None)
@@ -629,7 +633,7 @@ async def _deliver_shared_once(
         # One text answered for everyone on the phone: all their answers are kept before
         # any is recorded, so a failure midway loses none of them.
         for index, final in finals.items():
-            deps.unrecorded[records[index].delivery_id] = _answer(final, message)
+            deps.in_progress.unrecorded[records[index].delivery_id] = _answer(final, message)
         for index, final in finals.items():
             await _record_final(request, records[index], final, message, deps)
             results[index] = (final, False)
@@ -696,9 +700,9 @@ async def _record_answer(
 ) -> None:
     """Records the provider's answer; kept in memory until that worked, so that a retry of
     the batch after a database outage records it instead of texting the person again."""
-    deps.unrecorded[record.delivery_id] = outcome
+    deps.in_progress.unrecorded[record.delivery_id] = outcome
     await deps.store.record_event(outcome.event, sms_cost=outcome.sms_cost)
-    del deps.unrecorded[record.delivery_id]
+    del deps.in_progress.unrecorded[record.delivery_id]
     deps.metrics.delivery_recorded(record.channel, outcome.event.status)
     await deps.events.publish([outcome.event])
 
@@ -708,7 +712,7 @@ async def _record_unrecorded(
 ) -> DeliveryEvent | None:
     """The answer an earlier try got for this delivery and could not record, now recorded;
     None when there is none."""
-    earlier = deps.unrecorded.get(record.delivery_id)
+    earlier = deps.in_progress.unrecorded.get(record.delivery_id)
     if earlier is None:
         return None
     await _record_answer(record, earlier, deps)
@@ -841,74 +845,6 @@ async def _unknown_recipient(
     return [(event, False)]
 
 
-def _outbound(
-    request: SendRequest,
-    district: District,
-    plan: RecipientPlan,
-    planned: PlannedDelivery,
-    delivery_id: str,
-    deps: DeliveryDependencies,
-    resume_link: str | None,
-    label_name: str | None = None,
-) -> OutboundMessage:
-    wording = deps.catalogs.wording(plan.language)
-    text = message_text(request, plan.language) or original_text(request)
-    message = OutboundMessage(
-        delivery_id=delivery_id,
-        message_id=request.message_id,
-        conversation_id=request.conversation_id,
-        recipient_id=plan.recipient.id,
-        channel=planned.channel,
-        to=planned.address,
-        language=plan.language,
-    )
-    if planned.channel is Channel.SMS:
-        rendered = render_sms(
-            request, district, label_name or _first_name(plan.recipient), text, wording
-        )
-        # Capped at the district's number of segments: a long message ends with a link to
-        # the whole of it in the app instead of costing nine texts.
-        body = fit_sms(
-            rendered.body,
-            max_segments=district.sms_max_segments,
-            read_more=_read_more(request, wording, deps.message_link_template),
-        ).text
-        if resume_link:
-            # Never cut: it is how the person gets email back (and it comes once).
-            body += "\n" + resume_link_line(wording, resume_link)
-        cost = sms_segments(body)
-        return replace(
-            message,
-            sms=RenderedSms(body, cost.count, cost.encoding.value),
-            sender_address=district.sms_sender,
-        )
-    if planned.channel is Channel.EMAIL:
-        reply_to = (
-            reply_address(delivery_id, district.reply_domain, deps.reply_address_secret)
-            if district.reply_domain and deps.reply_address_secret
-            else None
-        )
-        return replace(
-            message,
-            email=render_email(
-                request,
-                district,
-                plan.language,
-                text,
-                wording,
-                names=label_name or _first_name(plan.recipient),
-                sent_at=deps.catalogs.format_datetime(
-                    plan.language, request.created_at, district.timezone
-                ),
-                replies_by_email=reply_to is not None,
-            ),
-            sender_address=district.email_from_address,
-            sender_name=district.email_from_name or district.name,
-            reply_to=reply_to,
-        )
-    return replace(message, inbox_body=text.text, sender_name=request.sender.display_name)
-
-
 async def _resume_link(
     plan: RecipientPlan, planned: PlannedDelivery, deps: DeliveryDependencies
 ) -> str | None:
@@ -929,45 +865,6 @@ async def _resume_link(
     if not await deps.store.mark_resume_link_sent(email):
         return None
     return deps.resume_links.url_for(email, deps.clock.now())
-
-
-def _bilingual_text(
-    request: SendRequest,
-    district: District,
-    first_names: list[str],
-    languages: list[str],
-    deps: DeliveryDependencies,
-) -> RenderedSms:
-    """One text for a shared phone whose people read different languages: the message in
-    each of them, each part labelled for everyone in its own language."""
-    parts = []
-    for language in languages:
-        wording = deps.catalogs.wording(language)
-        text = message_text(request, language) or original_text(request)
-        names = deps.catalogs.join_names(language, first_names)
-        parts.append(render_sms(request, district, names, text, wording).body)
-    body = fit_sms(
-        "\n\n".join(parts),
-        max_segments=district.sms_max_segments,
-        read_more=_read_more(
-            request, deps.catalogs.wording(languages[0]), deps.message_link_template
-        ),
-    ).text
-    cost = sms_segments(body)
-    return RenderedSms(body, cost.count, cost.encoding.value)
-
-
-def _read_more(request: SendRequest, wording: Wording, link_template: str | None) -> str:
-    if link_template is None:
-        return wording.gettext("Read more in the app.")
-    link = link_template.replace("{conversation_id}", request.conversation_id).replace(
-        "{message_id}", request.message_id
-    )
-    return wording.gettext("Read more: {link}").format(link=link)
-
-
-def _first_name(recipient: Recipient) -> str:
-    return recipient.first_name or recipient.display_name.split(" ")[0]
 
 
 async def _send(
