@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -79,6 +80,20 @@ def refusal_answer(error: Exception) -> StarletteHTTPException:
     raise TypeError(f"no answer for {type(error).__name__}") from error
 
 
+def _settle_garbage_collection() -> None:
+    """What is alive once the service has started (modules, catalogs, the schema, pools)
+    lives as long as the process: frozen out of the collector's scans. And young objects are
+    collected less often: a batch allocates tens of thousands of short-lived ones, and at
+    CPython's default (a collection every 700 allocations) the collector took a few percent
+    of the CPU. Memory stays bounded by the open batches."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+GC_YOUNG_THRESHOLD = 20_000
+
+
 def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +102,7 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
             register_subscribers(container)
         await container.start()
         app.state.container = container
+        _settle_garbage_collection()
         timer = asyncio.create_task(run_overdue_timer(container)) if consume else None
         try:
             yield
