@@ -4,7 +4,7 @@ in-memory fakes for the providers and the event stream."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -281,6 +281,55 @@ async def test_spanish_speaker_gets_the_translation_with_a_spanish_label(world: 
     )
     [inbox] = await world.store.inbox("guardian-lucia")
     assert inbox["body"] == "Los formularios de la excursión vencen el viernes."
+
+
+@dataclass
+class CountingTranslator:
+    """A translator (the port) that answers once let go, so that two callers overlap."""
+
+    asked: int = 0
+    first_asked: asyncio.Event = field(default_factory=asyncio.Event)
+    answer: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def provider(self) -> str:
+        return "counting"
+
+    async def translate(self, text: str, *, source: str, target: str) -> str:
+        self.asked += 1
+        self.first_asked.set()
+        await self.answer.wait()
+        return f"[{target}] {text}"
+
+    def close(self) -> None:
+        pass
+
+
+async def test_two_copies_of_a_message_in_flight_at_once_are_translated_once(
+    world: World,
+) -> None:
+    await world.store.upsert_recipient(
+        person("guardian-an", first_name="An", language="vi", phone="+15555550177")
+    )
+    translator = CountingTranslator()
+    deps = replace(world.deps, translator=translator)
+    untranslated = replace(request("guardian-an"), translations={})
+
+    both = asyncio.gather(
+        deliver_request(untranslated, deps),
+        deliver_request(replace(untranslated, request_id="req-again"), deps),
+    )
+    await asyncio.wait_for(translator.first_asked.wait(), timeout=10)
+    for _ in range(20):  # the second copy has every chance to ask too
+        await asyncio.sleep(0)
+    translator.answer.set()
+    await both
+
+    assert translator.asked == 1
+    assert await world.store.cached_translation("msg-1", "vi") == (
+        "[vi] Field trip forms are due Friday."
+    )
+    assert deps.in_progress.translating == {}, "nothing kept once the call is done"
 
 
 async def test_delivery_latency_is_measured_from_request_creation(world: World) -> None:

@@ -35,7 +35,7 @@ from notifier.domain.resolution import (
 )
 from notifier.domain.resume_links import make_token
 from notifier.handlers.sending import GuardedSender, RetryPolicy, SendGuards
-from notifier.handlers.translations import TranslationSource, translations
+from notifier.handlers.translations import TranslationSource, Underway, translations
 from notifier.logs import logging_context
 from notifier.ports import (
     Catalogs,
@@ -111,6 +111,8 @@ class InProgress:
     unrecorded: dict[str, UnrecordedOutcome] = field(default_factory=dict)
     """Provider answers this process got but could not record (the database went away), by
     delivery id. The batch's retry records them instead of sending again."""
+    translating: Underway = field(default_factory=dict)
+    """Machine translations being fetched, shared by the copies of a message in flight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +341,7 @@ async def with_translations(
         deps.store,
         deps.translator,
         deps.metrics,
+        deps.in_progress.translating,
     )
     return replace(request, translations={**request.translations, **added}) if added else request
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from notifier.ports import Metrics, ProviderError, Store, Translator
 
@@ -21,21 +22,48 @@ class TranslationSource:
     language: str
 
 
+Underway = dict[tuple[str, str], "asyncio.Task[str | None]"]
+"""Translations being fetched, by (source key, language): two copies of one message in
+flight at once (two batches open together, a redelivery) share one call to the translator
+rather than both missing the store and paying for it twice."""
+
+
 async def translations(
     source: TranslationSource,
     languages: Iterable[str],
     store: Store,
     translator: Translator | None,
     metrics: Metrics,
+    underway: Underway | None = None,
 ) -> dict[str, str]:
     """The text in each of these languages that can be had: from the store, else from the
     translator (bounded by its own timeout) and then kept. A language whose translation
     fails is left out; the caller falls back to the original."""
     wanted = sorted(set(languages) - {source.language})
+    shared: Underway = {} if underway is None else underway
     found = await asyncio.gather(
-        *(_translation(source, lang, store, translator, metrics) for lang in wanted)
+        *(
+            _once(
+                shared,
+                (source.key, lang),
+                partial(_translation, source, lang, store, translator, metrics),
+            )
+            for lang in wanted
+        )
     )
     return {lang: text for lang, text in zip(wanted, found, strict=True) if text is not None}
+
+
+async def _once(
+    underway: Underway, key: tuple[str, str], fetch: Callable[[], Awaitable[str | None]]
+) -> str | None:
+    task = underway.get(key)
+    if task is None:
+        task = asyncio.ensure_future(fetch())
+        underway[key] = task
+        task.add_done_callback(lambda _: underway.pop(key, None))
+    # Shielded: one waiter given up on (its batch cancelled) leaves the call to the others.
+    return await asyncio.shield(task)
 
 
 async def _translation(
