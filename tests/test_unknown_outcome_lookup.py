@@ -12,12 +12,13 @@ import aiohttp
 import pytest
 
 from notifier.adapters.catalogs import GettextCatalogs
+from notifier.adapters.clock import SystemClock
 from notifier.adapters.provider_http import ProviderHttp, create_session
 from notifier.adapters.store import SqlStore
 from notifier.adapters.twilio import TwilioSms
 from notifier.domain.model import Channel, DeliveryStatus, OutboundMessage, Role, Sender
 from notifier.handlers import DeliveryDependencies, RetryPolicy, deliver_request
-from notifier.handlers.delivery import UnknownOutcomeLookups
+from notifier.handlers.delivery import UnknownOutcomeLookups, event_for
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import ChannelSender, ProviderReceipt
 from tests.builders import district, recipient, send_request
@@ -77,7 +78,9 @@ class Restarts:
     sms: TwilioSms
     metrics: PrometheusMetrics
 
-    def process(self, sms: ChannelSender, lookups: int = 10) -> DeliveryDependencies:
+    def process(
+        self, sms: ChannelSender, lookups: int = 10, attempts: int = 1
+    ) -> DeliveryDependencies:
         return DeliveryDependencies(
             store=self.store,
             senders={
@@ -88,7 +91,9 @@ class Restarts:
             catalogs=GettextCatalogs(),
             clock=SteppingClock(),
             metrics=self.metrics,
-            retry=RetryPolicy(attempts=1, max_seconds=1),
+            retry=RetryPolicy(
+                attempts=attempts, max_seconds=5, first_wait_seconds=0.01, longest_wait_seconds=0.05
+            ),
             in_flight=asyncio.Semaphore(8),
             lookups=UnknownOutcomeLookups({Channel.SMS: self.sms}, remaining=lookups),
         )
@@ -97,8 +102,8 @@ class Restarts:
         with pytest.raises(ProcessKilled):
             await deliver_request(REQUEST, self.process(dying))
 
-    async def restart(self, lookups: int = 10) -> None:
-        await deliver_request(REQUEST, self.process(self.sms, lookups))
+    async def restart(self, lookups: int = 10, attempts: int = 1) -> None:
+        await deliver_request(REQUEST, self.process(self.sms, lookups, attempts))
 
     def posted(self) -> int:
         return sum(1 for r in self.twilio.received if r.method == "POST")
@@ -170,6 +175,24 @@ async def test_text_is_sent_again_when_twilios_list_cannot_be_read(restarts: Res
     assert restarts.lookups("failed") == 1
 
 
+async def test_a_list_that_could_not_answer_at_first_is_asked_again(
+    restarts: Restarts,
+) -> None:
+    # After a crash every text of the uncommitted batches is looked up at once: a 429 or a
+    # timeout at the first ask must not send the family a second text.
+    await restarts.crash(DiesAfterSending(restarts.sms))
+    restarts.twilio.fail_next(status=429, count=2)
+    await restarts.restart(attempts=3)
+
+    assert restarts.posted() == 1
+    assert (await restarts.texted())[0] is DeliveryStatus.SENT
+    assert restarts.lookups("found") == 1
+    assert (
+        restarts.metrics.registry.get_sample_value("notifier_retries_total", {"provider": "twilio"})
+        == 2
+    )
+
+
 async def test_lookups_past_the_budget_send_again(restarts: Restarts) -> None:
     await restarts.crash(DiesAfterSending(restarts.sms))
     await restarts.restart(lookups=0)
@@ -191,3 +214,44 @@ async def test_same_words_texted_for_another_message_are_not_taken_for_ours(
 
     assert restarts.posted() == 2
     assert restarts.lookups("not_found") == 1
+
+
+async def test_a_family_texted_together_is_not_texted_again_for_the_one_left_unrecorded(
+    restarts: Restarts,
+) -> None:
+    # One text for both guardians on the phone; the process died after recording the
+    # answer for one of them. The other's text alone ("For Dennis: ...") would match no
+    # text in Twilio's list: the family would be texted twice.
+    await restarts.store.upsert_recipient(
+        recipient(
+            id="guardian-10",
+            first_name="Maya",
+            role=Role.GUARDIAN,
+            language="en",
+            phone=PHONE,
+            email=None,
+        )
+    )
+    family = replace(REQUEST, recipient_ids=("guardian-9", "guardian-10"))
+    with pytest.raises(ProcessKilled):
+        await deliver_request(family, restarts.process(DiesAfterSending(restarts.sms)))
+    [taken] = restarts.twilio.messages
+    assert taken["body"].startswith("For Maya and Dennis: ")
+    rows = {r.recipient_id: r for r in await restarts.store.deliveries_of_message("msg-1")}
+    await restarts.store.record_event(
+        event_for(
+            rows["guardian-10"],
+            DeliveryStatus.SENT,
+            SystemClock(),
+            provider="twilio",
+            provider_message_id=taken["sid"],
+        )
+    )
+
+    await deliver_request(family, restarts.process(restarts.sms))
+
+    assert restarts.posted() == 1, "the family got one text"
+    texted = {r.recipient_id: r for r in await restarts.store.deliveries_of_message("msg-1")}
+    assert {
+        (texted[g].status, texted[g].provider_message_id) for g in ("guardian-9", "guardian-10")
+    } == {(DeliveryStatus.SENT, taken["sid"])}

@@ -198,6 +198,9 @@ class SentMessageLookup(Protocol):
     """Asks a provider whether it already took a message, for a delivery whose earlier
     attempt died with its outcome unknown: found, it is recorded instead of sent again."""
 
+    @property
+    def provider(self) -> str: ...
+
     async def find_sent(self, message: OutboundMessage, since: datetime) -> ProviderReceipt | None:
         """The provider's receipt for ``message`` (same recipient and text) taken at or
         after ``since``; None when it has none. Raises ProviderError when it can't tell."""

@@ -34,7 +34,7 @@ from notifier.domain.resolution import (
     recipients_to_notify,
 )
 from notifier.domain.resume_links import make_token
-from notifier.handlers.sending import GuardedSender, RetryPolicy, SendGuards
+from notifier.handlers.sending import GuardedLookup, GuardedSender, RetryPolicy, SendGuards
 from notifier.handlers.translations import TranslationSource, Underway, translations
 from notifier.logs import logging_context
 from notifier.ports import (
@@ -149,12 +149,19 @@ class DeliveryDependencies:
     def composer(self) -> Composer:
         return Composer(self.catalogs, self.message_link_template, self.reply_address_secret)
 
-    def guarded(self, channel: Channel) -> GuardedSender:
-        """The channel's sender behind its circuit, pacing, in-flight slot and retries."""
-        guards = SendGuards(
+    @property
+    def guards(self) -> SendGuards:
+        return SendGuards(
             self.clock, self.metrics, self.retry, self.in_flight, self.circuits, self.pacers
         )
-        return GuardedSender(self.senders[channel], guards)
+
+    def guarded(self, channel: Channel) -> GuardedSender:
+        """The channel's sender behind its circuit, pacing, in-flight slot and retries."""
+        return GuardedSender(self.senders[channel], self.guards)
+
+    def guarded_lookup(self, lookup: SentMessageLookup) -> GuardedLookup:
+        """A provider's list of sent messages asked in an in-flight slot, with retries."""
+        return GuardedLookup(lookup, self.guards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,12 +592,16 @@ async def _deliver_shared_once(
     results: dict[int, tuple[DeliveryEvent, bool]] = {}
     pending = []
     unknown_since: list[datetime] = []
+    of_unknown_outcome: dict[int, DeliveryRecord] = {}
+    sent_before: DeliveryRecord | None = None
     for index, record in enumerate(records):
         if (answered := await _record_unrecorded(record, deps)) is not None:
             results[index] = (answered, False)
             continue
         claim = await deps.store.claim_delivery(record)
         if _outcome_known(claim, deps):
+            if claim.record.sent_at is not None and claim.record.provider_message_id:
+                sent_before = claim.record
             results[index] = (await _repeat_known_outcome(claim.record, deps), True)
             continue
         if claim.is_new:
@@ -598,7 +609,22 @@ async def _deliver_shared_once(
             await deps.events.publish([event_for(record, record.status, deps.clock)])
         elif (since := _claimed_at(claim)) is not None:
             unknown_since.append(since)
+            of_unknown_outcome[index] = claim.record
         pending.append(index)
+    if sent_before is not None:
+        bilingual = members[0][1].channel is Channel.SMS and district.bilingual_shared_texts
+        for index in _covered_by(sent_before, of_unknown_outcome, bilingual):
+            final = event_for(
+                records[index],
+                DeliveryStatus.SENT,
+                deps.clock,
+                provider=sent_before.provider,
+                provider_message_id=sent_before.provider_message_id,
+            )
+            deps.metrics.duplicate_suppressed(final.channel)
+            await _record_answer(records[index], UnrecordedOutcome(final, None), deps)
+            results[index] = (final, False)
+            pending.remove(index)
     if pending:
         lead_plan, lead_planned = members[pending[0]]
         names = deps.catalogs.join_names(
@@ -641,6 +667,23 @@ async def _deliver_shared_once(
             await _record_final(request, records[index], final, message, deps)
             results[index] = (final, False)
     return [results[index] for index in range(len(members))]
+
+
+def _covered_by(
+    sent: DeliveryRecord, of_unknown_outcome: Mapping[int, DeliveryRecord], bilingual: bool
+) -> list[int]:
+    """The members of a shared address whose outcome is unknown but whom ``sent`` (another
+    member's recorded text) already named: every attempt claims each member before sending
+    to all those not yet settled, so the attempt that sent it named them, and was cut off
+    while recording their answers one by one. Sending again would text the family twice
+    ("For Dennis: ..." after "For Carmen and Dennis: ..."), and no lookup finds the first,
+    whose words differ. A member claimed for another address or language (the directory
+    changed between attempts) was not in that text."""
+    return [
+        index
+        for index, record in of_unknown_outcome.items()
+        if record.address == sent.address and (bilingual or record.language == sent.language)
+    ]
 
 
 def _record_for(
@@ -777,8 +820,7 @@ async def _found_sent(
         deps.metrics.unknown_outcome_lookup(message.channel, "over_budget")
         return None
     try:
-        async with deps.in_flight:
-            receipt = await provider.find_sent(message, since)
+        receipt = await deps.guarded_lookup(provider).find_sent(message, since)
     except ProviderError as error:
         deps.metrics.unknown_outcome_lookup(message.channel, "failed")
         log.warning("delivery %s: can't tell if it went out: %s", record.delivery_id, error)

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from tenacity import (
     AsyncRetrying,
@@ -30,6 +31,7 @@ from notifier.ports import (
     ProviderReceipt,
     ProviderUnavailableError,
     SendPacer,
+    SentMessageLookup,
     TransientProviderError,
     UnknownOutcomeError,
 )
@@ -79,32 +81,7 @@ class GuardedSender:
             return await self._attempt(message)
         except TransientProviderError as error:
             first_failure: TransientProviderError | None = error
-        policy = self.guards.retry
-        backoff = wait_exponential_jitter(
-            multiplier=policy.first_wait_seconds,
-            max=policy.longest_wait_seconds,
-            jitter=policy.first_wait_seconds,
-        )
-
-        def wait(state: RetryCallState) -> float:
-            # Honour a provider's Retry-After when it asks for longer than our backoff.
-            error = state.outcome.exception() if state.outcome else None
-            asked = error.retry_after if isinstance(error, TransientProviderError) else None
-            return max(backoff(state), asked or 0.0)
-
-        def count_retry(state: RetryCallState) -> None:
-            self.guards.metrics.retry(self.provider)
-
-        retrying = AsyncRetrying(
-            # stop_before_delay: a wait (a long Retry-After, say) that would end past the
-            # budget is not waited out; the delivery fails over now instead of an hour later.
-            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
-            wait=wait,
-            retry=retry_if_exception_type(TransientProviderError),
-            before_sleep=count_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in _retrying(self.guards, self.provider, TransientProviderError):
             with attempt:
                 if first_failure is not None:
                     # The first attempt, already made: tenacity goes on from its failure.
@@ -154,3 +131,57 @@ class GuardedSender:
         elif circuit.succeeded(now):
             log.info("%s answers again: circuit closed", self.provider)
             metrics.circuit_changed(self.provider, is_open=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardedLookup:
+    """A provider's list of what it took, asked in an in-flight slot and asked again when it
+    could not answer. Unlike a send, any failure may be retried (a read takes no effect):
+    after a crash every text of the uncommitted batches is looked up at once, and a lookup
+    given up at its first timeout or 429 sends a text the family already has."""
+
+    lookup: SentMessageLookup
+    guards: SendGuards
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> ProviderReceipt | None:
+        provider = self.lookup.provider
+        async for attempt in _retrying(
+            self.guards, provider, (TransientProviderError, UnknownOutcomeError)
+        ):
+            with attempt:
+                async with self.guards.in_flight:
+                    found = await self.lookup.find_sent(message, since)
+        return found
+
+
+def _retrying(
+    guards: SendGuards,
+    provider: str,
+    worth_retrying: type[ProviderError] | tuple[type[ProviderError], ...],
+) -> AsyncRetrying:
+    """The policy's attempts and budget with jittered exponential backoff, each retry
+    counted. A wait (a long Retry-After, say) that would end past the budget is not waited
+    out (stop_before_delay): a delivery fails over now instead of an hour later."""
+    policy = guards.retry
+    backoff = wait_exponential_jitter(
+        multiplier=policy.first_wait_seconds,
+        max=policy.longest_wait_seconds,
+        jitter=policy.first_wait_seconds,
+    )
+
+    def wait(state: RetryCallState) -> float:
+        # Honour a provider's Retry-After when it asks for longer than our backoff.
+        error = state.outcome.exception() if state.outcome else None
+        asked = error.retry_after if isinstance(error, TransientProviderError) else None
+        return max(backoff(state), asked or 0.0)
+
+    def count_retry(state: RetryCallState) -> None:
+        guards.metrics.retry(provider)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
+        wait=wait,
+        retry=retry_if_exception_type(worth_retrying),
+        before_sleep=count_retry,
+        reraise=True,
+    )
