@@ -20,7 +20,13 @@ from sqlalchemy.pool import NullPool
 
 from notifier.adapters import tables as t
 from notifier.adapters.migrations import alembic_config, migrate
-from notifier.adapters.store import IDLE_BEFORE_PING_SECONDS, SqlStore, _ping_if_idle, create_engine
+from notifier.adapters.store import (
+    IDLE_BEFORE_PING_SECONDS,
+    SqlStore,
+    _ping_if_idle,
+    _request_to_json,
+    create_engine,
+)
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -36,7 +42,7 @@ from notifier.domain.model import (
     Route,
 )
 from notifier.handlers.delivery import event_for as delivery_event_for
-from notifier.ports import DeliveryRecord
+from notifier.ports import ContextQuery, DeliveryRecord
 from tests import builders
 from tests.builders import RECIPIENT_UPDATED_AT, delivery_record, outbound_message, recipient
 from tests.conftest import postgres_url
@@ -378,6 +384,44 @@ async def test_a_requests_context_is_read_together(store: SqlStore) -> None:
         (Channel.EMAIL, "dennis.park@example.org"),
     }
     assert context.conversation == state
+
+
+async def test_a_batch_of_requests_reads_each_ones_context_in_its_order(
+    store: SqlStore,
+) -> None:
+    await store.upsert_district(district())
+    await store.upsert_recipient(recipient())
+    await store.upsert_recipient(recipient(id="staff-4", role=Role.STAFF, phone=None))
+    state = ConversationState("conv-77", ConversationStatus.OPEN, frozenset({"staff-4"}), T0)
+    await store.upsert_conversation_state(state)
+
+    contexts = await store.request_contexts(
+        [
+            ContextQuery("d-springfield", ("staff-4", "nobody"), "conv-77"),
+            ContextQuery("d-nowhere", ("guardian-9",), "conv-77"),
+            ContextQuery("d-springfield", ("guardian-9", "staff-4"), "conv-12"),
+        ]
+    )
+
+    assert [(c.district, list(c.profiles), c.conversation) for c in contexts] == [
+        (district(), ["staff-4"], state),
+        (None, [], None),
+        (district(), ["guardian-9", "staff-4"], None),
+    ]
+    assert (Channel.SMS, "+15555550123") in contexts[2].points
+    assert contexts[1].points == {}
+
+
+async def test_a_batch_of_requests_keeps_the_first_of_each_message(store: SqlStore) -> None:
+    first = builders.send_request(message_id="msg-1", body="first")
+    again = builders.send_request(message_id="msg-1", request_id="req-again", body="again")
+    other = builders.send_request(message_id="msg-2", body="other")
+
+    await store.save_requests([first, again, other])
+    await store.save_requests([other])
+
+    assert await store.load_request("msg-1") == first
+    assert await store.load_request("msg-2") == other
 
 
 async def test_a_request_for_an_unknown_district_reads_nothing_more(store: SqlStore) -> None:
@@ -809,3 +853,342 @@ async def test_naive_event_time_is_refused(store: SqlStore) -> None:
 
     (stored,) = await store.deliveries_of_message("msg-1042")
     assert stored.status is DeliveryStatus.QUEUED
+
+
+# -- writes that share a transaction (group commit) ----------------------------------------
+
+
+async def test_a_delivery_claimed_twice_in_one_batch_is_new_once_and_counted_once(
+    store: SqlStore,
+) -> None:
+    record = delivery_record(request_id="req-1")
+    again = replace(record, request_id="req-2")
+
+    first, second = await asyncio.gather(store.claim_delivery(record), store.claim_delivery(again))
+
+    assert (first.is_new, second.is_new) == (True, False)
+    assert first.record == record
+    assert second.record.request_id == "req-1"
+    assert second.record.attempts == 2, "still queued: the first copy's outcome is unknown"
+    (stored,) = await store.deliveries_of_message("msg-1042")
+    assert stored == second.record
+
+
+async def test_a_batch_of_new_and_known_claims_counts_only_those_still_queued(
+    store: SqlStore,
+) -> None:
+    sent = delivery_record(recipient_id="guardian-1")
+    queued = delivery_record(recipient_id="guardian-2")
+    fresh = delivery_record(recipient_id="guardian-3")
+    await store.claim_delivery(sent)
+    await store.claim_delivery(queued)
+    await store.record_event(event_for(sent, DeliveryStatus.SENT, occurred_at=T0))
+
+    claims = await asyncio.gather(*(store.claim_delivery(r) for r in (sent, fresh, queued)))
+
+    assert [claim.is_new for claim in claims] == [False, True, False]
+    assert [(c.record.recipient_id, c.record.status, c.record.attempts) for c in claims] == [
+        ("guardian-1", DeliveryStatus.SENT, 1),
+        ("guardian-3", DeliveryStatus.QUEUED, 1),
+        ("guardian-2", DeliveryStatus.QUEUED, 2),
+    ]
+    stored = {d.recipient_id: d.attempts for d in await store.deliveries_of_message("msg-1042")}
+    assert stored == {"guardian-1": 1, "guardian-2": 2, "guardian-3": 1}
+
+
+async def test_changes_of_one_delivery_in_one_batch_apply_in_their_order(
+    store: SqlStore,
+) -> None:
+    sent_at = datetime(2026, 11, 28, 15, 0, 1, tzinfo=UTC)
+    store = SqlStore(store.engine, FixedClock(sent_at - timedelta(seconds=1)))
+    record = delivery_record()
+    other = delivery_record(recipient_id="staff-4")
+    await asyncio.gather(store.claim_delivery(record), store.claim_delivery(other))
+    deferred_at = sent_at + timedelta(seconds=5)
+    delivered_at = sent_at + timedelta(seconds=9)
+
+    await asyncio.gather(
+        store.record_event(
+            event_for(record, DeliveryStatus.SENT, occurred_at=sent_at, provider_message_id="SM1"),
+            sms_cost=(2, "GSM-7"),
+        ),
+        store.record_event(event_for(other, DeliveryStatus.SENT, occurred_at=sent_at)),
+        store.record_event(
+            event_for(
+                record,
+                DeliveryStatus.DEFERRED,
+                occurred_at=deferred_at,
+                provider=None,
+                provider_message_id=None,
+            )
+        ),
+        store.record_event(
+            event_for(
+                record,
+                DeliveryStatus.DELIVERED,
+                occurred_at=delivered_at,
+                provider=None,
+                provider_message_id=None,
+            )
+        ),
+    )
+
+    stored = await store.delivery(record.delivery_id)
+    assert stored is not None
+    assert (stored.status, stored.updated_at, stored.sent_at) == (
+        DeliveryStatus.DELIVERED,
+        delivered_at,
+        sent_at,
+    )
+    assert (stored.provider, stored.provider_message_id) == ("twilio", "SM1")
+    history = (await store.event_history([record.delivery_id]))[record.delivery_id]
+    assert [event.status for event in history] == [
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.DEFERRED,
+        DeliveryStatus.DELIVERED,
+    ]
+    async with store.engine.connect() as connection:
+        cost = (
+            await connection.execute(
+                sa.select(t.deliveries.c.sms_segments, t.deliveries.c.sms_encoding).where(
+                    t.deliveries.c.delivery_id == record.delivery_id
+                )
+            )
+        ).one()
+    assert tuple(cost) == (2, "GSM-7"), "a report after the send keeps what the text cost"
+    other_stored = await store.delivery(other.delivery_id)
+    assert other_stored is not None
+    assert other_stored.status is DeliveryStatus.SENT
+
+
+async def test_an_outcome_of_an_unknown_delivery_fails_alone(store: SqlStore) -> None:
+    known = delivery_record()
+    unknown = delivery_record(recipient_id="never-claimed")
+    await store.claim_delivery(known)
+
+    results = await asyncio.gather(
+        store.record_event(event_for(known, DeliveryStatus.SENT, occurred_at=T0)),
+        store.record_event(event_for(unknown, DeliveryStatus.SENT, occurred_at=T0)),
+        return_exceptions=True,
+    )
+
+    assert results[0] is None
+    assert isinstance(results[1], sa.exc.IntegrityError)
+    stored = await store.delivery(known.delivery_id)
+    assert stored is not None
+    assert stored.status is DeliveryStatus.SENT
+
+
+async def test_a_claim_whose_text_postgresql_refuses_fails_alone(store: SqlStore) -> None:
+    good = delivery_record(recipient_id="guardian-1")
+    odd = delivery_record(recipient_id="guardian-2", address="+1555\x000123")
+
+    results = await asyncio.gather(
+        store.claim_delivery(good), store.claim_delivery(odd), return_exceptions=True
+    )
+
+    first = results[0]
+    assert not isinstance(first, BaseException)
+    assert first.is_new
+    if store.engine.dialect.name == "sqlite":
+        # SQLite's text holds U+0000: stored, and read back whole.
+        second = results[1]
+        assert not isinstance(second, BaseException)
+        assert second.is_new
+        assert (await store.claim_delivery(odd)).record.address == "+1555\x000123"
+        return
+    assert isinstance(results[1], sa.exc.DBAPIError)
+    assert store.refuses_data(results[1])
+    assert [d.recipient_id for d in await store.deliveries_of_message("msg-1042")] == ["guardian-1"]
+
+
+async def test_inbox_copies_of_one_message_written_together_keep_one_entry(
+    store: SqlStore,
+) -> None:
+    message = inbox_message()
+
+    ids = await asyncio.gather(
+        store.write_inbox(message), store.write_inbox(replace(message, inbox_body="edited"))
+    )
+
+    assert ids == [message.delivery_id, message.delivery_id]
+    (entry,) = await store.inbox("guardian-9")
+    assert entry["body"] == "Los formularios de la excursión vencen el viernes."
+
+
+# -- text and time as stored ----------------------------------------------------------------
+
+ODD_TEXT = "e\u0301 😀 \u2028\u200d\ufeff\u202e ‎שלום \\ ' \" % ? $1 \x01\x7f \U0010ffff"
+"""Combining marks, an astral emoji, separators, bidi controls, quotes, backslash, what looks
+like placeholders, control characters and the last code point."""
+
+
+def odd_text(store: SqlStore) -> str:
+    """With U+0000 too where the database can hold it (SQLite)."""
+    return ODD_TEXT + ("\x00 after" if store.engine.dialect.name == "sqlite" else "")
+
+
+async def test_odd_unicode_text_comes_back_as_it_went_in(store: SqlStore) -> None:
+    text = odd_text(store)
+    recipient_id = "guardian-" + text
+    await store.upsert_district(district())
+    await store.upsert_recipient(
+        recipient(id=recipient_id, display_name=text, email=text + "@example.org")
+    )
+    record = delivery_record(recipient_id=recipient_id, language=text, channel=Channel.EMAIL)
+    copy = inbox_message(recipient_id=recipient_id, sender_name=text, inbox_body=text)
+
+    await store.claim_delivery(record, inbox_copy=copy)
+    await store.record_event(
+        event_for(record, DeliveryStatus.SENT, occurred_at=T0, provider_message_id=text)
+    )
+    await store.save_request(builders.send_request(body=text, translations={"es": text}))
+
+    context = await store.request_context("d-springfield", [recipient_id], "conv-77")
+    assert context.profiles[recipient_id].display_name == text
+    assert (Channel.EMAIL, text + "@example.org") in context.points
+    (entry,) = await store.inbox(recipient_id)
+    assert (entry["sender_name"], entry["body"]) == (text, text)
+    again = await store.claim_delivery(record)
+    assert (again.record.language, again.record.provider_message_id) == (text, text)
+    (stored,) = await store.deliveries_of_message("msg-1042")
+    assert stored == again.record
+    loaded = await store.load_request("msg-1042")
+    assert loaded is not None
+    assert (loaded.body, loaded.translations) == (text, {"es": text})
+
+
+async def test_rows_written_by_the_delivery_path_are_stored_as_sqlalchemy_stores_them(
+    store: SqlStore,
+) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    now = datetime(2026, 11, 29, 0, 0, 0, 7, tzinfo=tokyo)
+    sent_at = datetime(2026, 11, 28, 15, 0, 1, 123456, tzinfo=UTC)
+    clocked = SqlStore(store.engine, FixedClock(now))
+    record = delivery_record(sent_at=sent_at)
+    request = builders.send_request(body="naïve 😀", translations={"es": "¡sí!"})
+    await clocked.claim_delivery(record, inbox_copy=inbox_message())
+    await clocked.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=sent_at))
+    await clocked.save_request(request)
+    # The same values written by SQLAlchemy, through the tables' column types.
+    twin = delivery_record(recipient_id="twin", sent_at=sent_at)
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            sa.insert(t.deliveries).values(
+                delivery_id=twin.delivery_id,
+                request_id=twin.request_id,
+                message_id=twin.message_id,
+                conversation_id=twin.conversation_id,
+                recipient_id=twin.recipient_id,
+                channel=twin.channel.value,
+                status=DeliveryStatus.SENT.value,
+                sent_at=sent_at,
+                created_at=now,
+                updated_at=sent_at,
+            )
+        )
+        await connection.execute(
+            sa.insert(t.send_requests).values(
+                message_id="twin",
+                payload=_request_to_json(request),
+                stored_at=now,
+            )
+        )
+
+    c = t.deliveries.c
+    as_text = [sa.cast(column, sa.Text) for column in (c.sent_at, c.created_at, c.updated_at)]
+    async with store.engine.connect() as connection:
+        raw = (
+            await connection.execute(sa.select(*as_text).order_by(c.recipient_id != "twin"))
+        ).all()
+        raw_requests = (
+            await connection.execute(
+                sa.select(
+                    sa.cast(t.send_requests.c.payload, sa.Text),
+                    sa.cast(t.send_requests.c.stored_at, sa.Text),
+                ).order_by(t.send_requests.c.message_id != "twin")
+            )
+        ).all()
+        inbox_created = (
+            await connection.execute(sa.select(sa.cast(t.app_inbox.c.created_at, sa.Text)))
+        ).scalar_one()
+    assert raw[0] == raw[1]
+    assert raw_requests[0] == raw_requests[1]
+    assert inbox_created == raw[0][1]
+
+    (stored,) = [
+        d for d in await store.deliveries_of_message("msg-1042") if d.recipient_id != "twin"
+    ]
+    assert (stored.sent_at, stored.created_at, stored.updated_at) == (sent_at, now, sent_at)
+    assert all(
+        value is not None and value.tzinfo is UTC
+        for value in (stored.sent_at, stored.created_at, stored.updated_at)
+    )
+    found = (await clocked.claim_delivery(record)).record
+    assert found == stored, "read by the claim's driver SQL as by SQLAlchemy"
+    (entry,) = await store.inbox("guardian-9")
+    assert entry["created_at"] == now
+
+
+async def test_a_requests_context_reads_as_sqlalchemy_reads_the_same_rows(
+    store: SqlStore,
+) -> None:
+    since = datetime(2026, 11, 21, 8, 30, 0, 654321, tzinfo=timezone(timedelta(hours=-5)))
+    state = ConversationState(
+        "conv-77", ConversationStatus.OPEN, frozenset({"guardian-9", "staff-4"}), T0
+    )
+    await store.upsert_district(district(bilingual_shared_texts=True, sms_label=False))
+    await store.upsert_recipient(recipient())
+    await store.upsert_conversation_state(state)
+    point = ContactPoint(
+        Channel.EMAIL,
+        "dennis.park@example.org",
+        ContactStatus.FAILING,
+        reason=Reason.MAILBOX_FULL,
+        since=since,
+    )
+    await store.set_contact_point(point)
+
+    context = await store.request_context("d-springfield", ["guardian-9"], "conv-77")
+
+    assert context.district == district(bilingual_shared_texts=True, sms_label=False)
+    assert context.district is not None
+    assert context.district.sms_label is False
+    assert context.district.bilingual_shared_texts is True
+    assert context.profiles == {"guardian-9": recipient()}
+    assert context.profiles["guardian-9"].app is True
+    assert context.points[(Channel.EMAIL, "dennis.park@example.org")] == point
+    assert context.conversation == state
+    async with store.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                sa.select(t.recipients.c.updated_at, t.contact_points.c.since)
+                .select_from(t.recipients)
+                .join(t.contact_points, t.contact_points.c.address == t.recipients.c.email)
+            )
+        ).one()
+        muted_by = (
+            await connection.execute(sa.select(t.conversation_states.c.muted_by))
+        ).scalar_one()
+    assert context.profiles["guardian-9"].updated_at == row.updated_at
+    assert context.points[(Channel.EMAIL, "dennis.park@example.org")].since == row.since
+    assert row.since == since
+    assert frozenset(muted_by) == state.muted_by
+
+
+async def test_a_requests_context_for_many_recipients_finds_each_one(store: SqlStore) -> None:
+    await store.upsert_district(district())
+    ids = [f"guardian-{n}" for n in range(40)]
+    for n, recipient_id in enumerate(ids):
+        await store.upsert_recipient(
+            recipient(id=recipient_id, phone=f"+1555555{n:04d}", email=f"g{n}@example.org")
+        )
+
+    alone = await store.request_context("d-springfield", ids[:1], "conv-77")
+    context = await store.request_context("d-springfield", [*ids, "nobody", ids[0]], "conv-77")
+
+    assert list(alone.profiles) == ids[:1]
+    assert set(context.profiles) == set(ids)
+    assert len(context.points) == 80
+    assert context.points[(Channel.SMS, "+15555550039")].status is ContactStatus.ACTIVE

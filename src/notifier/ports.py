@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import (
@@ -290,6 +290,14 @@ class RequestContext:
     conversation: ConversationState | None
 
 
+class ContextQuery(NamedTuple):
+    """What one send request reads from the directory (see ``RequestContext``)."""
+
+    district_id: str
+    recipient_ids: tuple[str, ...]
+    conversation_id: str
+
+
 class Store(Protocol):
     """The directory read model and the delivery ledger."""
 
@@ -304,6 +312,10 @@ class Store(Protocol):
     async def request_context(
         self, district_id: str, recipient_ids: Iterable[str], conversation_id: str
     ) -> RequestContext: ...
+
+    async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
+        """Each query's context, in their order, read together."""
+        ...
 
     async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]: ...
 
@@ -347,6 +359,8 @@ class Store(Protocol):
         ...
 
     async def save_request(self, request: SendRequest) -> None: ...
+
+    async def save_requests(self, requests: Sequence[SendRequest]) -> None: ...
 
     async def load_request(self, message_id: str) -> SendRequest | None: ...
 

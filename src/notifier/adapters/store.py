@@ -1,5 +1,8 @@
 """The Store port on SQLAlchemy 2 (async): SQLite (aiosqlite) embedded, PostgreSQL (asyncpg)
 in production. Every method is one short transaction; none stays open across a provider call.
+
+The delivery path's statements (a request's context, its claims, outcomes and inbox copies)
+are plain SQL written once per database (``sql/``); the rest are built with SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from notifier.adapters import tables as t
 from notifier.adapters.group_commit import GroupCommit
+from notifier.adapters.sql import statements_for
+from notifier.adapters.sql.statements import (
+    DeliveryRow,
+    EventRow,
+    InboxRow,
+    OutcomeRow,
+    RequestRow,
+    Triple,
+)
 from notifier.domain.identity import event_id_for
 from notifier.domain.model import (
     Attachment,
@@ -44,11 +56,15 @@ from notifier.ports import (
     AuditEntry,
     Claim,
     Clock,
+    ContextQuery,
     DeliveryRecord,
     RequestContext,
     StoredEvent,
     StoredToken,
 )
+
+ColumnValues = RowMapping | Mapping[str, Any]
+"""A row by column name, as SQLAlchemy reads it or as the driver SQL's statements (sql/) do."""
 
 
 def create_engine(url: str, *, pool_size: int = 10, search_path: str | None = None) -> AsyncEngine:
@@ -107,15 +123,7 @@ class SqlStore:
         self._clock = clock
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        # Built once: SQLAlchemy then finds each compiled statement in its cache at once.
-        self._claim_statement = (
-            self._insert(t.deliveries)
-            .on_conflict_do_nothing()
-            .returning(t.deliveries.c.delivery_id)
-        )
-        self._outcome_statement = self._outcome_update()
-        self._event_history_statement = self._insert(t.delivery_events).on_conflict_do_nothing()
-        self._inbox_statement = self._insert(t.app_inbox).on_conflict_do_nothing()
+        self._statements = statements_for(engine.dialect)
         # The delivery path's writes, each joined with its concurrent peers into one
         # transaction (see group_commit.py).
         self._claims = GroupCommit(self._claim_many, isolates=self._isolates)
@@ -155,27 +163,36 @@ class SqlStore:
 
     async def district(self, district_id: str) -> District | None:
         async with self._engine.connect() as connection:
-            return await _district(connection, district_id)
+            return (await self._districts(connection, [district_id])).get(district_id)
 
     async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]:
         async with self._engine.connect() as connection:
-            return await _recipients(connection, recipient_ids)
+            return await self._recipients(connection, recipient_ids)
 
     async def contact_points(
         self, keys: Iterable[tuple[Channel, str]]
     ) -> Mapping[tuple[Channel, str], ContactPoint]:
         async with self._engine.connect() as connection:
-            return await _contact_points(connection, keys)
+            return await self._contact_points(connection, keys)
 
     async def request_context(
         self, district_id: str, recipient_ids: Iterable[str], conversation_id: str
     ) -> RequestContext:
-        # One connection for the four reads every request makes: a connection of its own
-        # each cost four round trips more (a ping on checkout, BEGIN, ROLLBACK).
+        (context,) = await self.request_contexts(
+            [ContextQuery(district_id, tuple(recipient_ids), conversation_id)]
+        )
+        return context
+
+    async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
+        # One connection and four statements for a whole batch of requests: per request, a
+        # connection and four statements each cost more than the rest of its reads.
         async with self._engine.connect() as connection:
-            district = await _district(connection, district_id)
-            profiles = await _recipients(connection, recipient_ids) if district else {}
-            points = await _contact_points(
+            districts = await self._districts(connection, {q.district_id for q in queries})
+            known = [q for q in queries if q.district_id in districts]
+            profiles = await self._recipients(
+                connection, (rid for q in known for rid in q.recipient_ids)
+            )
+            points = await self._contact_points(
                 connection,
                 (
                     (channel, address)
@@ -187,8 +204,18 @@ class SqlStore:
                     if address
                 ),
             )
-            state = await _conversation_state(connection, conversation_id) if district else None
-        return RequestContext(district, profiles, points, state)
+            states = await self._conversation_states(connection, {q.conversation_id for q in known})
+        contexts = []
+        for query in queries:
+            district = districts.get(query.district_id)
+            if district is None:
+                contexts.append(RequestContext(None, {}, {}, None))
+                continue
+            mine = {rid: profiles[rid] for rid in query.recipient_ids if rid in profiles}
+            contexts.append(
+                RequestContext(district, mine, points, states.get(query.conversation_id))
+            )
+        return contexts
 
     async def set_contact_point(self, point: ContactPoint) -> None:
         values: dict[str, Any] = {
@@ -312,7 +339,8 @@ class SqlStore:
 
     async def conversation_state(self, conversation_id: str) -> ConversationState | None:
         async with self._engine.connect() as connection:
-            return await _conversation_state(connection, conversation_id)
+            states = await self._conversation_states(connection, [conversation_id])
+        return states.get(conversation_id)
 
     async def delete_conversation_state(self, conversation_id: str) -> bool:
         async with self._engine.begin() as connection:
@@ -350,29 +378,28 @@ class SqlStore:
         for record in records:
             first_copy.append(record.delivery_id not in seen)
             seen.add(record.delivery_id)
-        fresh = [r for r, first in zip(records, first_copy, strict=True) if first]
-        rows = [_delivery_values(r) | {"created_at": now, "updated_at": now} for r in fresh]
+        fresh = [_delivery_row(r) for r, first in zip(records, first_copy, strict=True) if first]
+        statements = self._statements
         async with self._engine.begin() as connection:
-            result = await connection.execute(self._claim_statement, rows)
-            inserted = set(result.scalars())
+            inserted = await statements.insert_deliveries(connection, fresh, now)
             is_new = [
                 first and r.delivery_id in inserted
                 for r, first in zip(records, first_copy, strict=True)
             ]
             claimed = [r for r, new in zip(records, is_new, strict=True) if new]
             if claimed:
-                await connection.execute(
-                    self._event_history_statement,
+                await statements.insert_events(
+                    connection,
                     [
-                        {
-                            "event_id": event_id_for(r.delivery_id, r.status),
-                            "delivery_id": r.delivery_id,
-                            "status": r.status.value,
-                            "reason": r.reason.value if r.reason else None,
-                            "provider": r.provider,
-                            "provider_message_id": r.provider_message_id,
-                            "occurred_at": now,
-                        }
+                        EventRow(
+                            event_id_for(r.delivery_id, r.status),
+                            r.delivery_id,
+                            r.status.value,
+                            r.reason.value if r.reason else None,
+                            r.provider,
+                            r.provider_message_id,
+                            now,
+                        )
                         for r in claimed
                     ],
                 )
@@ -382,7 +409,7 @@ class SqlStore:
                 if new and copy is not None
             ]
             if copies:
-                await connection.execute(self._inbox_statement, _inbox_rows(copies, now))
+                await statements.insert_inbox_entries(connection, _inbox_rows(copies), now)
             earlier = [_triple(r) for r, new in zip(records, is_new, strict=True) if not new]
             found = await self._count_attempt(connection, earlier) if earlier else {}
         return [
@@ -391,22 +418,18 @@ class SqlStore:
         ]
 
     async def _count_attempt(
-        self, connection: AsyncConnection, triples: list[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], DeliveryRecord]:
+        self, connection: AsyncConnection, triples: list[Triple]
+    ) -> dict[Triple, DeliveryRecord]:
         """The deliveries claimed before, by (message, recipient, channel). No conflict
         target when claiming: the id is derived from the triple, so a racing copy may trip
         the primary key rather than the unique triple first; what was there is found by the
         triple. One still queued was claimed by an attempt that never recorded an outcome:
-        it is counted, so a send that may be a duplicate is known as such."""
-        c = t.deliveries.c
-        same_delivery = sa.tuple_(c.message_id, c.recipient_id, c.channel).in_(triples)
-        await connection.execute(
-            sa.update(t.deliveries)
-            .where(same_delivery, c.status == DeliveryStatus.QUEUED.value)
-            .values(attempts=c.attempts + 1)
+        it is counted (once, however many copies of it the batch holds), so a send that may
+        be a duplicate is known as such."""
+        rows = await self._statements.count_attempts(
+            connection, list(dict.fromkeys(triples)), DeliveryStatus.QUEUED.value
         )
-        rows = await connection.execute(sa.select(t.deliveries).where(same_delivery))
-        found = (_delivery_from_row(row._mapping) for row in rows)
+        found = (_delivery_from_row(row) for row in rows)
         return {_triple(record): record for record in found}
 
     async def record_event(
@@ -417,68 +440,24 @@ class SqlStore:
     async def _record_many(
         self, outcomes: Sequence[tuple[DeliveryEvent, tuple[int, str] | None]]
     ) -> list[None]:
-        changes = [
-            {
-                "b_delivery_id": event.delivery_id,
-                "b_status": event.status.value,
-                "b_reason": event.reason.value if event.reason else None,
-                "b_occurred_at": event.occurred_at,
-                "b_provider": event.provider,
-                "b_provider_message_id": event.provider_message_id,
-                "b_sms_segments": cost[0] if cost else None,
-                "b_sms_encoding": cost[1] if cost else None,
-            }
-            for event, cost in outcomes
-        ]
+        changes = [_outcome_row(event, cost) for event, cost in outcomes]
         history = [
-            {
-                "event_id": event.event_id,
-                "delivery_id": event.delivery_id,
-                "status": event.status.value,
-                "reason": event.reason.value if event.reason else None,
-                "provider": event.provider,
-                "provider_message_id": event.provider_message_id,
-                "occurred_at": event.occurred_at,
-            }
+            EventRow(
+                event.event_id,
+                event.delivery_id,
+                event.status.value,
+                event.reason.value if event.reason else None,
+                event.provider,
+                event.provider_message_id,
+                event.occurred_at,
+            )
             for event, _ in outcomes
         ]
         async with self._engine.begin() as connection:
             # In order: two changes of one delivery in a batch apply as they came.
-            await connection.execute(self._outcome_statement, changes)
-            await connection.execute(self._event_history_statement, history)
+            await self._statements.apply_outcomes(connection, changes)
+            await self._statements.insert_events(connection, history)
         return [None] * len(outcomes)
-
-    def _outcome_update(self) -> sa.Update:
-        """One statement for every outcome, so a batch is one executemany: a report from the
-        provider (delivered, bounced) names no provider of its own to overwrite what the
-        send recorded, and only a send sets sent_at and what the text cost."""
-        c = t.deliveries.c
-        occurred_at = sa.bindparam("b_occurred_at", type_=t.UtcDateTime())
-        status = sa.bindparam("b_status", type_=sa.String())
-        return (
-            sa.update(t.deliveries)
-            .where(c.delivery_id == sa.bindparam("b_delivery_id", type_=sa.String()))
-            .values(
-                status=status,
-                reason=sa.bindparam("b_reason", type_=sa.String()),
-                updated_at=occurred_at,
-                provider=sa.func.coalesce(
-                    sa.bindparam("b_provider", type_=sa.String()), c.provider
-                ),
-                provider_message_id=sa.func.coalesce(
-                    sa.bindparam("b_provider_message_id", type_=sa.String()), c.provider_message_id
-                ),
-                sent_at=sa.case(
-                    (status == DeliveryStatus.SENT.value, occurred_at), else_=c.sent_at
-                ),
-                sms_segments=sa.func.coalesce(
-                    sa.bindparam("b_sms_segments", type_=sa.Integer()), c.sms_segments
-                ),
-                sms_encoding=sa.func.coalesce(
-                    sa.bindparam("b_sms_encoding", type_=sa.String()), c.sms_encoding
-                ),
-            )
-        )
 
     async def deliveries_of_message(
         self, message_id: str, *, limit: int = 1000, offset: int = 0
@@ -684,18 +663,14 @@ class SqlStore:
         return None if row is None else _delivery_from_row(row._mapping)
 
     async def save_request(self, request: SendRequest) -> None:
-        """Keep the request, so a later failover can send the same message again."""
-        statement = (
-            self._insert(t.send_requests)
-            .values(
-                message_id=request.message_id,
-                payload=_request_to_json(request),
-                stored_at=self._clock.now(),
-            )
-            .on_conflict_do_nothing()
-        )
+        await self.save_requests([request])
+
+    async def save_requests(self, requests: Sequence[SendRequest]) -> None:
+        """Keep each request (the first of its message), so a later failover can send the
+        same message again. One statement for the batch."""
+        rows = [RequestRow(r.message_id, _request_to_json(r)) for r in requests]
         async with self._engine.begin() as connection:
-            await connection.execute(statement)
+            await self._statements.insert_requests(connection, rows, self._clock.now())
 
     async def load_request(self, message_id: str) -> SendRequest | None:
         row = await self._first(
@@ -842,10 +817,9 @@ class SqlStore:
         return await self._inbox_copies.write(message)
 
     async def _write_inbox_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
+        rows = _inbox_rows(messages)
         async with self._engine.begin() as connection:
-            await connection.execute(
-                self._inbox_statement, _inbox_rows(messages, self._clock.now())
-            )
+            await self._statements.insert_inbox_entries(connection, rows, self._clock.now())
         return [message.delivery_id for message in messages]
 
     async def inbox(self, recipient_id: str) -> list[Mapping[str, Any]]:
@@ -899,108 +873,98 @@ class SqlStore:
             )
             return [dict(row._mapping) for row in rows]
 
+    # -- the request's context, read by driver SQL (sql/) ----------------------------------
 
-async def _district(connection: AsyncConnection, district_id: str) -> District | None:
-    result = await connection.execute(sa.select(t.districts).where(t.districts.c.id == district_id))
-    row = result.first()
-    return None if row is None else _district_from_row(row._mapping)
+    async def _districts(
+        self, connection: AsyncConnection, district_ids: Iterable[str]
+    ) -> Mapping[str, District]:
+        ids = list(dict.fromkeys(district_ids))
+        rows = await self._statements.districts(connection, ids) if ids else []
+        return {row["id"]: _district_from_row(row) for row in rows}
 
+    async def _recipients(
+        self, connection: AsyncConnection, recipient_ids: Iterable[str]
+    ) -> Mapping[str, Recipient]:
+        ids = list(dict.fromkeys(recipient_ids))
+        rows = await self._statements.recipients(connection, ids) if ids else []
+        return {row["id"]: _recipient_from_row(row) for row in rows}
 
-async def _recipients(
-    connection: AsyncConnection, recipient_ids: Iterable[str]
-) -> Mapping[str, Recipient]:
-    ids = list(dict.fromkeys(recipient_ids))
-    if not ids:
-        return {}
-    rows = await connection.execute(sa.select(t.recipients).where(t.recipients.c.id.in_(ids)))
-    return {row.id: _recipient_from_row(row._mapping) for row in rows}
+    async def _contact_points(
+        self, connection: AsyncConnection, keys: Iterable[tuple[Channel, str]]
+    ) -> Mapping[tuple[Channel, str], ContactPoint]:
+        wanted = list(dict.fromkeys((channel.value, address) for channel, address in keys))
+        rows = await self._statements.contact_points(connection, wanted) if wanted else []
+        points = (_contact_point_from_row(row) for row in rows)
+        return {(point.channel, point.address): point for point in points}
 
-
-async def _contact_points(
-    connection: AsyncConnection, keys: Iterable[tuple[Channel, str]]
-) -> Mapping[tuple[Channel, str], ContactPoint]:
-    wanted = list(dict.fromkeys(keys))
-    if not wanted:
-        return {}
-    condition = sa.tuple_(t.contact_points.c.channel, t.contact_points.c.address).in_(
-        [(channel.value, address) for channel, address in wanted]
-    )
-    rows = await connection.execute(sa.select(t.contact_points).where(condition))
-    points = {}
-    for row in rows:
-        point = ContactPoint(
-            channel=Channel(row.channel),
-            address=row.address,
-            status=ContactStatus(row.status),
-            reason=Reason(row.reason) if row.reason else None,
-            since=row.since,
-            strikes=row.strikes,
-        )
-        points[(point.channel, point.address)] = point
-    return points
+    async def _conversation_states(
+        self, connection: AsyncConnection, conversation_ids: Iterable[str]
+    ) -> Mapping[str, ConversationState]:
+        ids = list(dict.fromkeys(conversation_ids))
+        rows = await self._statements.conversation_states(connection, ids) if ids else []
+        states = (_conversation_state_from_row(row) for row in rows)
+        return {state.conversation_id: state for state in states}
 
 
-async def _conversation_state(
-    connection: AsyncConnection, conversation_id: str
-) -> ConversationState | None:
-    result = await connection.execute(
-        sa.select(t.conversation_states).where(
-            t.conversation_states.c.conversation_id == conversation_id
-        )
-    )
-    row = result.first()
-    if row is None:
-        return None
-    return ConversationState(
-        conversation_id=row.conversation_id,
-        status=ConversationStatus(row.status),
-        muted_by=frozenset(row.muted_by),
-        updated_at=row.updated_at,
-    )
-
-
-def _triple(record: DeliveryRecord) -> tuple[str, str, str]:
+def _triple(record: DeliveryRecord) -> Triple:
     return (record.message_id, record.recipient_id, record.channel.value)
 
 
-def _inbox_rows(messages: Sequence[OutboundMessage], now: datetime) -> list[dict[str, Any]]:
+def _inbox_rows(messages: Sequence[OutboundMessage]) -> list[InboxRow]:
     return [
-        {
-            "entry_id": message.delivery_id,
-            "recipient_id": message.recipient_id,
-            "message_id": message.message_id,
-            "conversation_id": message.conversation_id,
-            "sender_name": message.sender_name or "",
-            "body": message.inbox_body or "",
-            "language": message.language,
-            "created_at": now,
-        }
+        InboxRow(
+            message.delivery_id,
+            message.recipient_id,
+            message.message_id,
+            message.conversation_id,
+            message.sender_name or "",
+            message.inbox_body or "",
+            message.language,
+        )
         for message in messages
     ]
 
 
-def _delivery_values(record: DeliveryRecord) -> dict[str, Any]:
-    return {
-        "delivery_id": record.delivery_id,
-        "request_id": record.request_id,
-        "message_id": record.message_id,
-        "conversation_id": record.conversation_id,
-        "recipient_id": record.recipient_id,
-        "channel": record.channel.value,
-        "address": record.address,
-        "status": record.status.value,
-        "reason": record.reason.value if record.reason else None,
-        "route": record.route.value if record.route else None,
-        "fallback_from": record.fallback_from.value if record.fallback_from else None,
-        "language": record.language,
-        "provider": record.provider,
-        "provider_message_id": record.provider_message_id,
-        "district_id": record.district_id,
-        "sent_at": record.sent_at,
-    }
+def _delivery_row(record: DeliveryRecord) -> DeliveryRow:
+    return DeliveryRow(
+        record.delivery_id,
+        record.request_id,
+        record.message_id,
+        record.conversation_id,
+        record.recipient_id,
+        record.channel.value,
+        record.address,
+        record.status.value,
+        record.reason.value if record.reason else None,
+        record.route.value if record.route else None,
+        record.fallback_from.value if record.fallback_from else None,
+        record.language,
+        record.provider,
+        record.provider_message_id,
+        record.district_id,
+        record.sent_at,
+    )
 
 
-def _delivery_from_row(row: RowMapping) -> DeliveryRecord:
+def _outcome_row(event: DeliveryEvent, sms_cost: tuple[int, str] | None) -> OutcomeRow:
+    """The change an outcome makes, the same for every outcome: a report from the provider
+    (delivered, bounced) names no provider of its own to overwrite what the send recorded,
+    and only a send sets sent_at and what the text cost (the columns left None keep their
+    value)."""
+    return OutcomeRow(
+        event.delivery_id,
+        event.status.value,
+        event.reason.value if event.reason else None,
+        event.occurred_at,
+        event.provider,
+        event.provider_message_id,
+        event.occurred_at if event.status is DeliveryStatus.SENT else None,
+        sms_cost[0] if sms_cost else None,
+        sms_cost[1] if sms_cost else None,
+    )
+
+
+def _delivery_from_row(row: ColumnValues) -> DeliveryRecord:
     return DeliveryRecord(
         delivery_id=row["delivery_id"],
         request_id=row["request_id"],
@@ -1024,7 +988,7 @@ def _delivery_from_row(row: RowMapping) -> DeliveryRecord:
     )
 
 
-def _district_from_row(row: RowMapping) -> District:
+def _district_from_row(row: ColumnValues) -> District:
     return District(
         id=row["id"],
         name=row["name"],
@@ -1045,7 +1009,27 @@ def _district_from_row(row: RowMapping) -> District:
     )
 
 
-def _recipient_from_row(row: RowMapping) -> Recipient:
+def _contact_point_from_row(row: ColumnValues) -> ContactPoint:
+    return ContactPoint(
+        channel=Channel(row["channel"]),
+        address=row["address"],
+        status=ContactStatus(row["status"]),
+        reason=Reason(row["reason"]) if row["reason"] else None,
+        since=row["since"],
+        strikes=row["strikes"],
+    )
+
+
+def _conversation_state_from_row(row: ColumnValues) -> ConversationState:
+    return ConversationState(
+        conversation_id=row["conversation_id"],
+        status=ConversationStatus(row["status"]),
+        muted_by=frozenset(row["muted_by"]),
+        updated_at=row["updated_at"],
+    )
+
+
+def _recipient_from_row(row: ColumnValues) -> Recipient:
     return Recipient(
         id=row["id"],
         district_id=row["district_id"],

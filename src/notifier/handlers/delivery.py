@@ -42,6 +42,7 @@ from notifier.ports import (
     ChannelSender,
     Claim,
     Clock,
+    ContextQuery,
     DeliveryRecord,
     EventPublisher,
     Metrics,
@@ -218,9 +219,9 @@ async def deliver_requests(
 
     A request that can never be processed comes back as its ``RequestRejected``; any
     exception means "not done, try the whole batch again", as for ``deliver_request``."""
-    contexts = await _all_settled(
+    contexts = await deps.store.request_contexts(
         [
-            deps.store.request_context(r.district_id, recipients_to_notify(r), r.conversation_id)
+            ContextQuery(r.district_id, tuple(recipients_to_notify(r)), r.conversation_id)
             for r in requests
         ]
     )
@@ -241,7 +242,8 @@ async def deliver_requests(
             if (profile := context.profiles.get(recipient_id)) is not None
         }
         admitted.append((index, request, district, plans))
-    await _all_settled([deps.store.save_request(request) for _, request, _, _ in admitted])
+    if admitted:
+        await deps.store.save_requests([request for _, request, _, _ in admitted])
     translated = await _all_settled(
         [
             with_translations(request, {p.language for p in plans.values()}, deps)
