@@ -375,7 +375,9 @@ async def test_a_requests_context_is_read_together(store: SqlStore) -> None:
     state = ConversationState("conv-77", ConversationStatus.OPEN, frozenset({"guardian-9"}), T0)
     await store.upsert_conversation_state(state)
 
-    context = await store.request_context("d-springfield", ["guardian-9", "nobody"], "conv-77")
+    (context,) = await store.request_contexts(
+        [ContextQuery("d-springfield", tuple(["guardian-9", "nobody"]), "conv-77")]
+    )
 
     assert context.district == district()
     assert list(context.profiles) == ["guardian-9"]
@@ -427,7 +429,9 @@ async def test_a_batch_of_requests_keeps_the_first_of_each_message(store: SqlSto
 async def test_a_request_for_an_unknown_district_reads_nothing_more(store: SqlStore) -> None:
     await store.upsert_recipient(recipient())
 
-    context = await store.request_context("d-nowhere", ["guardian-9"], "conv-77")
+    (context,) = await store.request_contexts(
+        [ContextQuery("d-nowhere", tuple(["guardian-9"]), "conv-77")]
+    )
 
     assert (context.district, context.profiles, context.points) == (None, {}, {})
     assert context.conversation is None
@@ -1043,9 +1047,11 @@ async def test_odd_unicode_text_comes_back_as_it_went_in(store: SqlStore) -> Non
     await store.record_event(
         event_for(record, DeliveryStatus.SENT, occurred_at=T0, provider_message_id=text)
     )
-    await store.save_request(builders.send_request(body=text, translations={"es": text}))
+    await store.save_requests([builders.send_request(body=text, translations={"es": text})])
 
-    context = await store.request_context("d-springfield", [recipient_id], "conv-77")
+    (context,) = await store.request_contexts(
+        [ContextQuery("d-springfield", tuple([recipient_id]), "conv-77")]
+    )
     assert context.profiles[recipient_id].display_name == text
     assert (Channel.EMAIL, text + "@example.org") in context.points
     (entry,) = await store.inbox(recipient_id)
@@ -1070,7 +1076,7 @@ async def test_rows_written_by_the_delivery_path_are_stored_as_sqlalchemy_stores
     request = builders.send_request(body="naïve 😀", translations={"es": "¡sí!"})
     await clocked.claim_delivery(record, inbox_copy=inbox_message())
     await clocked.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=sent_at))
-    await clocked.save_request(request)
+    await clocked.save_requests([request])
     # The same values written by SQLAlchemy, through the tables' column types.
     twin = delivery_record(recipient_id="twin", sent_at=sent_at)
     async with store.engine.begin() as connection:
@@ -1150,7 +1156,9 @@ async def test_a_requests_context_reads_as_sqlalchemy_reads_the_same_rows(
     )
     await store.set_contact_point(point)
 
-    context = await store.request_context("d-springfield", ["guardian-9"], "conv-77")
+    (context,) = await store.request_contexts(
+        [ContextQuery("d-springfield", tuple(["guardian-9"]), "conv-77")]
+    )
 
     assert context.district == district(bilingual_shared_texts=True, sms_label=False)
     assert context.district is not None
@@ -1185,8 +1193,12 @@ async def test_a_requests_context_for_many_recipients_finds_each_one(store: SqlS
             recipient(id=recipient_id, phone=f"+1555555{n:04d}", email=f"g{n}@example.org")
         )
 
-    alone = await store.request_context("d-springfield", ids[:1], "conv-77")
-    context = await store.request_context("d-springfield", [*ids, "nobody", ids[0]], "conv-77")
+    (alone,) = await store.request_contexts(
+        [ContextQuery("d-springfield", tuple(ids[:1]), "conv-77")]
+    )
+    (context,) = await store.request_contexts(
+        [ContextQuery("d-springfield", (*ids, "nobody", ids[0]), "conv-77")]
+    )
 
     assert list(alone.profiles) == ids[:1]
     assert set(context.profiles) == set(ids)

@@ -309,10 +309,6 @@ class Store(Protocol):
 
     async def district(self, district_id: str) -> District | None: ...
 
-    async def request_context(
-        self, district_id: str, recipient_ids: Iterable[str], conversation_id: str
-    ) -> RequestContext: ...
-
     async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
         """Each query's context, in their order, read together."""
         ...
@@ -357,8 +353,6 @@ class Store(Protocol):
         """Move the delivery to the event's status and keep the event in its history;
         ``sms_cost`` (segments, encoding) is what the text it sent is billed as."""
         ...
-
-    async def save_request(self, request: SendRequest) -> None: ...
 
     async def save_requests(self, requests: Sequence[SendRequest]) -> None: ...
 

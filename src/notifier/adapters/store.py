@@ -175,14 +175,6 @@ class SqlStore:
         async with self._engine.connect() as connection:
             return await self._contact_points(connection, keys)
 
-    async def request_context(
-        self, district_id: str, recipient_ids: Iterable[str], conversation_id: str
-    ) -> RequestContext:
-        (context,) = await self.request_contexts(
-            [ContextQuery(district_id, tuple(recipient_ids), conversation_id)]
-        )
-        return context
-
     async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
         # One connection and four statements for a whole batch of requests: per request, a
         # connection and four statements each cost more than the rest of its reads.
@@ -661,9 +653,6 @@ class SqlStore:
             statement = statement.order_by(order_by)
         row = await self._first(statement)
         return None if row is None else _delivery_from_row(row._mapping)
-
-    async def save_request(self, request: SendRequest) -> None:
-        await self.save_requests([request])
 
     async def save_requests(self, requests: Sequence[SendRequest]) -> None:
         """Keep each request (the first of its message), so a later failover can send the
