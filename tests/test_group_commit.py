@@ -37,11 +37,14 @@ class RecordingWriter:
         return [item.upper() for item in items]
 
 
-def group(writer: RecordingWriter, max_batch: int = 500) -> GroupCommit[str, str]:
+def group(
+    writer: RecordingWriter, max_batch: int = 500, linger_seconds: float = 0.0
+) -> GroupCommit[str, str]:
     return GroupCommit(
         writer.write_many,
         isolates=lambda error: isinstance(error, RefusedValue),
         max_batch=max_batch,
+        linger_seconds=linger_seconds,
     )
 
 
@@ -66,6 +69,19 @@ async def test_writes_arriving_during_a_commit_go_together_in_the_next() -> None
     assert await first == "A"
     assert later == ["B", "C"]
     assert writer.batches == [["a"], ["b", "c"]]
+
+
+async def test_writes_a_little_apart_share_the_lingering_first_ones_transaction() -> None:
+    writer = RecordingWriter()
+    commit = group(writer, linger_seconds=0.5)
+
+    first = asyncio.create_task(commit.write("a"))
+    await asyncio.sleep(0.02)  # well within the linger: nothing written yet
+    assert writer.batches == []
+    later = await commit.write("b")
+
+    assert (await first, later) == ("A", "B")
+    assert writer.batches == [["a", "b"]]
 
 
 async def test_a_batch_is_never_larger_than_the_limit() -> None:

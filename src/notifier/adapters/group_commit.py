@@ -3,8 +3,9 @@
 A delivery makes a few small writes (its claim, its outcome, an inbox copy); with dozens in
 flight, a transaction each spends most of the database's time — and on SQLite, whose one
 writer serialises them, nearly all of it — beginning and committing. Here each write waits
-for the transaction that carries it: the first starts one at once (so an idle service adds
-no delay), and the writes that arrive while it runs go together in the next.
+for the transaction that carries it: the first starts one after a turn of the loop, or
+after ``linger_seconds`` where the writes come a little apart (a batch's provider answers),
+and the writes that arrive meanwhile and while it runs go together.
 
 Each caller still gets its own result, or the exception of its transaction, once that
 transaction has committed, so what a caller does after ``write`` returns is as safe as
@@ -29,12 +30,15 @@ class GroupCommit(Generic[ItemT, ResultT]):
         *,
         isolates: Callable[[BaseException], bool],
         max_batch: int = 500,
+        linger_seconds: float = 0.0,
     ) -> None:
         """``write_many`` writes the items in one transaction and returns a result per
-        item, in order; ``isolates`` says whether its error may be one item's fault."""
+        item, in order; ``isolates`` says whether its error may be one item's fault;
+        ``linger_seconds``, how long the first write of an idle writer waits for others."""
         self._write_many = write_many
         self._isolates = isolates
         self._max_batch = max_batch
+        self._linger = linger_seconds
         self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -47,8 +51,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
     async def _write_pending(self) -> None:
         try:
-            # One turn of the loop, so the writes issued alongside this one join it.
-            await asyncio.sleep(0)
+            # At least one turn of the loop, so the writes issued alongside this one join it.
+            await asyncio.sleep(self._linger)
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
