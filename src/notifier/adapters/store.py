@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +137,14 @@ class SqlStore:
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._statements = statements_for(engine.dialect)
+        # For reads that need no snapshot in common: on PostgreSQL in autocommit, since a
+        # transaction would cost a BEGIN and a ROLLBACK around them (SQLite's driver begins
+        # none for reads). The same pool, set apart once.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql"
+            else engine
+        )
         # The delivery path's writes, each joined with its concurrent peers into one
         # transaction (see group_commit.py).
         self._claims = GroupCommit(self._claim_many, isolates=self._isolates)
@@ -163,16 +170,6 @@ class SqlStore:
             sqlstate = getattr(error.orig, "sqlstate", None)
             return isinstance(sqlstate, str) and sqlstate.startswith("22")
         return False
-
-    @asynccontextmanager
-    async def _reads(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads that need no snapshot in common. On PostgreSQL it runs in
-        autocommit: a transaction would cost a BEGIN and a ROLLBACK around them. (SQLite's
-        driver begins no transaction for reads.)"""
-        async with self._engine.connect() as connection:
-            if self._engine.dialect.name == "postgresql":
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield connection
 
     async def _first(self, statement: sa.Select[Any]) -> sa.Row[Any] | None:
         """The first row of a read, on a connection of its own."""
@@ -204,7 +201,7 @@ class SqlStore:
     async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
         # One connection and four statements for a whole batch of requests: per request, a
         # connection and four statements each cost more than the rest of its reads.
-        async with self._reads() as connection:
+        async with self._reader.connect() as connection:
             districts = await self._districts(connection, {q.district_id for q in queries})
             known = [q for q in queries if q.district_id in districts]
             profiles = await self._recipients(
