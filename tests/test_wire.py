@@ -25,6 +25,7 @@ from notifier.domain.model import (
 from notifier.wire import (
     NUL,
     ConversationStateWire,
+    DeliveryEventWire,
     DistrictWire,
     RecipientWire,
     SendRequestWire,
@@ -438,6 +439,28 @@ def test_encoded_event_keeps_reason_and_null_fallback() -> None:
     assert payload["reason"] == "opted_out"
     assert payload["fallback_from"] is None
     assert payload["provider"] is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"status": DeliveryStatus.QUEUED, "fallback_from": None, "route": Route.PREFERRED},
+        {"status": DeliveryStatus.BOUNCED, "reason": Reason.MAILBOX_FULL, "language": None},
+        {"channel": Channel.APP, "provider": None, "provider_message_id": None},
+        {"occurred_at": datetime(2026, 11, 28, 9, 0, 1, 7, tzinfo=timezone(timedelta(hours=-6)))},
+    ],
+)
+def test_encoded_event_is_what_the_published_model_dumps(overrides: dict[str, Any]) -> None:
+    # encode_event writes the payload by hand for speed; DeliveryEventWire is the schema
+    # the AsyncAPI document publishes. The two may not drift apart.
+    event = delivery_event(**overrides)
+    published = DeliveryEventWire.from_domain(event).model_dump(mode="json", by_alias=True)
+
+    payload = orjson.loads(encode_event(event))
+
+    assert payload == published | {"occurred_at": payload["occurred_at"]}
+    assert datetime.fromisoformat(payload["occurred_at"]) == event.occurred_at
 
 
 # The published schemas (AsyncAPI and the README's limits table are made of them)

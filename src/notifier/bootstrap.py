@@ -20,7 +20,11 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from notifier.adapters.api_tokens import StaticTokens
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.clock import SystemClock
-from notifier.adapters.kafka_events import KafkaEventPublisher, KafkaReplyPublisher
+from notifier.adapters.kafka_events import (
+    KafkaEventPublisher,
+    KafkaReplyPublisher,
+    RememberingPartitioner,
+)
 from notifier.adapters.kafka_topics import COMPACTED, TopicSpec, ensure_topics
 from notifier.adapters.lingua_languages import LinguaDetector
 from notifier.adapters.mail_replies import MailReplyParser
@@ -142,6 +146,7 @@ def create_event_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        partitioner=RememberingPartitioner(),
     )
 
 

@@ -3,9 +3,11 @@ conversation's events stay in order on one partition."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faststream.kafka import KafkaBroker
 
 from notifier.domain.model import DeliveryEvent, Reply
@@ -13,6 +15,22 @@ from notifier.wire import encode_event, encode_reply
 
 JSON_HEADERS = {"content-type": "application/json"}
 _JSON_HEADER_LIST = [(name, value.encode()) for name, value in JSON_HEADERS.items()]
+
+
+class RememberingPartitioner:
+    """The Java client's partitioning (aiokafka's DefaultPartitioner), with each key's hash
+    remembered: aiokafka's murmur2 is pure Python, a conversation's id is the key of every
+    event of its deliveries, and the same few thousand conversations are busy at a time."""
+
+    def __init__(self, remembered_keys: int = 16_384) -> None:
+        self._hash: Callable[[bytes], int] = lru_cache(maxsize=remembered_keys)(murmur2)
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            chosen: int = DefaultPartitioner()(key, all_partitions, available)
+            return chosen
+        # all_partitions is sorted by id: the same index rule as DefaultPartitioner's.
+        return all_partitions[(self._hash(key) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 class KafkaEventPublisher:

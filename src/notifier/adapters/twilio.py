@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,10 +85,8 @@ class TwilioSms:
         # given empty credentials; refuse instead of sending with someone else's account.
         if not account_sid or not auth_token:
             raise ValueError("Twilio account_sid and auth_token are required")
-        self._account_sid = account_sid
-        self._auth_token = auth_token
-        self._http = http
-        self._api_base_url = api_base_url
+        self._transport = _SdkTransport(http)
+        self._messages = _sdk_client(account_sid, auth_token, api_base_url, self._transport)
         self._status_callback_url = status_callback_url
         self._lookup_page_size = lookup_page_size
         self._lookup_pages = lookup_pages
@@ -113,11 +112,11 @@ class TwilioSms:
         if self._status_callback_url:
             fields["status_callback"] = self._status_callback_url
 
-        transport = _SdkTransport(self._http)
+        self._transport.forget_response()
         try:
-            created = await self._sdk_client(transport).messages.create_async(**fields)
+            created = await self._messages.create_async(**fields)
         except (TwilioRestException, TwilioServiceException) as error:
-            raise _rejection(error, transport.last_response) from error
+            raise _rejection(error, self._transport.last_response()) from error
         return ProviderReceipt(provider=PROVIDER, provider_message_id=created.sid)
 
     async def find_sent(self, message: OutboundMessage, since: datetime) -> ProviderReceipt | None:
@@ -133,10 +132,10 @@ class TwilioSms:
         if message.sms is None:
             raise ValueError(f"delivery {message.delivery_id} has no rendered SMS")
         earliest = since - CLOCK_SLACK
-        transport = _SdkTransport(self._http)
-        messages = self._sdk_client(transport).messages
+        transport = self._transport
+        transport.forget_response()
         try:
-            page = await messages.page_async(to=message.to, page_size=self._lookup_page_size)
+            page = await self._messages.page_async(to=message.to, page_size=self._lookup_page_size)
             for _ in range(self._lookup_pages):
                 for found in page:
                     created: datetime | None = found.date_created
@@ -148,42 +147,56 @@ class TwilioSms:
                 if page is None:
                     return None
         except (TwilioRestException, TwilioServiceException) as error:
-            raise _rejection(error, transport.last_response) from error
+            raise _rejection(error, transport.last_response()) from error
         except TwilioException as error:
             # A page answered with anything but 200 (the SDK's Page refuses it).
-            response = transport.last_response
+            response = transport.last_response()
             status = response.status_code if response is not None else 0
             raise TransientProviderError(PROVIDER, f"Messages list: HTTP {status}") from error
         return None
 
-    def _sdk_client(self, transport: _SdkTransport) -> Any:
-        # One SDK client per send, because the SDK's exceptions drop the response headers
-        # (Retry-After) and only the transport sees them: a per-send transport keeps that
-        # response private to its send without shared mutable state. Building one costs a
-        # few microseconds.
-        client = Client(
-            self._account_sid,
-            self._auth_token,
-            http_client=transport,
-            # ClientBase reads TWILIO_EDGE / TWILIO_REGION from `environment or os.environ`
-            # and rewrites the request host with them. An empty dict is falsy and would fall
-            # back to os.environ, so pin both to "" (no rewrite) instead.
-            environment={"TWILIO_EDGE": "", "TWILIO_REGION": ""},
-        )
-        client.api.base_url = self._api_base_url
-        return client
+
+def _sdk_client(
+    account_sid: str, auth_token: str, api_base_url: str, transport: _SdkTransport
+) -> Any:
+    """The SDK's Messages list, built once: a Client costs 26 µs to build, a tenth of the
+    adapter's whole cost per text."""
+    client = Client(
+        account_sid,
+        auth_token,
+        http_client=transport,
+        # ClientBase reads TWILIO_EDGE / TWILIO_REGION from `environment or os.environ`
+        # and rewrites the request host with them. An empty dict is falsy and would fall
+        # back to os.environ, so pin both to "" (no rewrite) instead.
+        environment={"TWILIO_EDGE": "", "TWILIO_REGION": ""},
+    )
+    client.api.base_url = api_base_url
+    return client.messages
 
 
 # The SDK ships no type information, so its base class is Any to mypy.
 class _SdkTransport(AsyncHttpClient):  # type: ignore[misc]
     """The SDK's transport seam (``twilio.http.AsyncHttpClient.request``) over our provider
     session: our timeout, one attempt, the SDK's Basic auth tuple as a header. A failure
-    below HTTP leaves as our typed ProviderError, which the SDK lets through."""
+    below HTTP leaves as our typed ProviderError, which the SDK lets through.
+
+    The SDK's exceptions drop the response headers (Retry-After), so the transport keeps the
+    last response for the caller, in a context variable: each send runs in its own task,
+    and one send must never read another's answer."""
 
     def __init__(self, http: ProviderHttp) -> None:
         super().__init__(logger=logging.getLogger(__name__), is_async=True)
         self._http = http
-        self.last_response: TwilioResponse | None = None
+        self._last_response: ContextVar[TwilioResponse | None] = ContextVar(
+            "twilio_last_response", default=None
+        )
+
+    def forget_response(self) -> None:
+        self._last_response.set(None)
+
+    def last_response(self) -> TwilioResponse | None:
+        """The answer to this task's latest request since ``forget_response``."""
+        return self._last_response.get()
 
     async def request(
         self,
@@ -211,8 +224,9 @@ class _SdkTransport(AsyncHttpClient):  # type: ignore[misc]
             params={key: str(value) for key, value in (params or {}).items()},
             body=body,
         )
-        self.last_response = TwilioResponse(response.status, response.text, response.headers)
-        return self.last_response
+        answer = TwilioResponse(response.status, response.text, response.headers)
+        self._last_response.set(answer)
+        return answer
 
 
 def _rejection(
