@@ -23,7 +23,7 @@ import orjson
 from pydantic import SecretStr
 
 from notifier.adapters.api_tokens import token_digest
-from notifier.adapters.store import SqlStore
+from notifier.adapters.store import Storage
 from notifier.config import (
     ApiSettings,
     ApiToken,
@@ -111,7 +111,7 @@ class ApiWorld:
         return self.line.settings
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Storage:
         assert self.line.container is not None
         return self.line.container.store
 
@@ -171,14 +171,16 @@ class ApiWorld:
         point = ContactPoint(
             channel, address, ContactStatus.FAILING, Reason.MAILBOX_FULL, datetime.now(UTC)
         )
-        await self.store.set_contact_point(point)
+        await self.store.contact_points.set_contact_point(point)
         return point
 
     async def contact_point(self, channel: Channel, address: str) -> ContactPoint:
-        return (await self.store.contact_points([(channel, address)]))[(channel, address)]
+        return (await self.store.contact_points.contact_points([(channel, address)]))[
+            (channel, address)
+        ]
 
     async def audit(self) -> list[AuditEntry]:
-        return await self.store.audit_entries()
+        return await self.store.audit.audit_entries()
 
     async def get(
         self,

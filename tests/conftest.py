@@ -16,7 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from notifier.adapters.clock import SystemClock
 from notifier.adapters.migrations import migrate
-from notifier.adapters.store import SqlStore, create_engine
+from notifier.adapters.sql.database import create_engine
+from notifier.adapters.store import Storage
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -50,7 +51,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
+async def store(database_url: str) -> AsyncIterator[Storage]:
     engine = create_engine(database_url)
     schema = None
     if engine.dialect.name == "postgresql":
@@ -62,7 +63,7 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
             await connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     await migrate(engine)
     try:
-        yield SqlStore(engine, SystemClock())
+        yield Storage.on(engine, SystemClock())
     finally:
         if schema is not None:
             async with engine.begin() as connection:

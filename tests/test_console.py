@@ -118,11 +118,13 @@ class Console:
         return csrf_of(page.text)
 
     async def email_status(self, address: str = MARIA_EMAIL) -> ContactStatus:
-        points = await self.container.store.contact_points([(Channel.EMAIL, address)])
+        points = await self.container.store.contact_points.contact_points(
+            [(Channel.EMAIL, address)]
+        )
         return points[(Channel.EMAIL, address)].status
 
     async def audit(self) -> list[AuditEntry]:
-        return await self.container.store.audit_entries()
+        return await self.container.store.audit.audit_entries()
 
 
 @asynccontextmanager
@@ -148,8 +150,8 @@ async def console_on(tmp_path: Path, **api: Any) -> AsyncIterator[Console]:
 
 async def seed(container: Container) -> None:
     store = container.store
-    await store.upsert_district(builders.district())
-    await store.upsert_recipient(
+    await store.directory.upsert_district(builders.district())
+    await store.directory.upsert_recipient(
         builders.recipient(
             id="guardian-maria",
             display_name="Maria Park",
@@ -159,7 +161,7 @@ async def seed(container: Container) -> None:
             phone=MARIA_PHONE,
         )
     )
-    await store.upsert_recipient(
+    await store.directory.upsert_recipient(
         builders.recipient(
             id="guardian-lucia",
             display_name="Lucía Park",
@@ -168,17 +170,17 @@ async def seed(container: Container) -> None:
             phone=LUCIA_PHONE,
         )
     )
-    await store.set_contact_point(
+    await store.contact_points.set_contact_point(
         ContactPoint(
             Channel.EMAIL, MARIA_EMAIL, ContactStatus.FAILING, Reason.MAILBOX_FULL, FAILING_SINCE
         )
     )
-    await store.set_contact_point(
+    await store.contact_points.set_contact_point(
         ContactPoint(
             Channel.SMS, LUCIA_PHONE, ContactStatus.OPTED_OUT, Reason.OPTED_OUT, FAILING_SINCE
         )
     )
-    await store.claim_delivery(
+    await store.ledger.claim_delivery(
         builders.delivery_record(
             recipient_id="guardian-maria",
             channel=Channel.SMS,
@@ -339,7 +341,7 @@ async def test_a_reset_without_a_note_is_refused_and_changes_nothing(
 
 
 async def test_a_display_name_with_markup_is_shown_as_text(support: Console) -> None:
-    await support.container.store.upsert_recipient(
+    await support.container.store.directory.upsert_recipient(
         builders.recipient(
             id="guardian-x",
             display_name='<script>alert("x")</script> Park',
@@ -431,7 +433,9 @@ async def test_an_sms_stop_is_not_lifted_by_support(support: Console) -> None:
 
     assert response.status_code == 409
     assert "only its owner can undo that by texting START" in response.text
-    points = await support.container.store.contact_points([(Channel.SMS, LUCIA_PHONE)])
+    points = await support.container.store.contact_points.contact_points(
+        [(Channel.SMS, LUCIA_PHONE)]
+    )
     assert points[(Channel.SMS, LUCIA_PHONE)].status is ContactStatus.OPTED_OUT
 
 
@@ -443,7 +447,11 @@ async def test_a_failure_to_clear_the_provider_suppression_is_reported(support: 
     support.container.follow_up = replace(
         follow_up,
         contact_points=ContactPointDependencies(
-            support.container.store, {Channel.EMAIL: failing}, follow_up.contact_points.clock
+            support.container.store.contact_points,
+            support.container.store.audit,
+            support.container.store.directory,
+            {Channel.EMAIL: failing},
+            follow_up.contact_points.clock,
         ),
     )
     csrf = await support.form_csrf()
@@ -473,7 +481,7 @@ async def test_an_invalid_address_gets_an_html_422(support: Console) -> None:
 
 async def test_the_audit_log_pages_newest_first(support: Console) -> None:
     for number in range(60):
-        await support.container.store.append_audit(
+        await support.container.store.audit.append_audit(
             AuditEntry(
                 occurred_at=datetime.now(UTC),
                 actor="bob",
@@ -725,7 +733,9 @@ async def test_support_finds_a_failing_guardian_resets_her_email_and_finds_it_au
             await browser.close()
 
     assert line.container is not None
-    points = await line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
+    points = await line.container.store.contact_points.contact_points(
+        [(Channel.EMAIL, MARIA_EMAIL)]
+    )
     assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
     [delete] = [r for r in line.sendgrid.received if r.method == "DELETE"]
     assert delete.path == f"/v3/suppression/bounces/{MARIA_EMAIL}"

@@ -5,31 +5,31 @@ from __future__ import annotations
 import pytest
 from aiokafka import ConsumerRecord
 
-from notifier.adapters.store import SqlStore
+from notifier.adapters.store import Storage
 from notifier.domain.errors import RejectionCode, RequestRejected
 from notifier.entrypoints.consumer import _key, _refusing_bad_data
 
 
 def test_a_failure_of_the_messages_own_data_is_a_rejection_without_its_details(
-    store: SqlStore,
+    store: Storage,
 ) -> None:
-    with pytest.raises(RequestRejected) as rejected, _refusing_bad_data(store):
+    with pytest.raises(RequestRejected) as rejected, _refusing_bad_data(store.database):
         raise OverflowError("date value out of range\n[parameters: ('Dennis', '+15555550123')]")
 
     assert rejected.value.code is RejectionCode.UNPROCESSABLE
     assert rejected.value.detail == "OverflowError: date value out of range"
 
 
-def test_an_outage_is_not_a_rejection(store: SqlStore) -> None:
+def test_an_outage_is_not_a_rejection(store: Storage) -> None:
     # Retried with the batch: a good message must not be dead-lettered while a service is down.
-    with pytest.raises(ConnectionRefusedError), _refusing_bad_data(store):
+    with pytest.raises(ConnectionRefusedError), _refusing_bad_data(store.database):
         raise ConnectionRefusedError("database down")
 
 
-def test_a_rejection_passes_through_unchanged(store: SqlStore) -> None:
+def test_a_rejection_passes_through_unchanged(store: Storage) -> None:
     unknown = RequestRejected(RejectionCode.UNKNOWN_DISTRICT, "District 'd-x' is unknown.")
 
-    with pytest.raises(RequestRejected) as rejected, _refusing_bad_data(store):
+    with pytest.raises(RequestRejected) as rejected, _refusing_bad_data(store.database):
         raise unknown
 
     assert rejected.value is unknown

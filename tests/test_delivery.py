@@ -1,5 +1,5 @@
-"""The deliver-a-request use case against the real store (SQLite and PostgreSQL), with
-in-memory fakes for the providers and the event stream."""
+"""The deliver-a-request use case on the store's ports in memory (tests/test_store.py tests
+their SQL), with in-memory fakes for the providers and the event stream."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from notifier.adapters.catalogs import GettextCatalogs
-from notifier.adapters.store import SqlStore
-from notifier.adapters.tables import deliveries
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -30,6 +27,7 @@ from notifier.handlers.delivery import event_for
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import PermanentProviderError, TransientProviderError
 from tests.builders import REQUEST_CREATED_AT, delivery_record, district, recipient, send_request
+from tests.fakes.memory_store import MemoryLedger, MemoryStorage, delivery_ports
 from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock
 
 CREATED = REQUEST_CREATED_AT
@@ -50,9 +48,16 @@ def request(*recipient_ids: str) -> SendRequest:
     )
 
 
+@pytest.fixture
+def store() -> MemoryStorage:
+    """The store's ports in memory: these tests are about the use case, not the SQL
+    (tests/test_store.py tests that on both databases)."""
+    return MemoryStorage(SteppingClock())
+
+
 @dataclass
 class World:
-    store: SqlStore
+    store: MemoryStorage
     sms: ScriptedSender
     email: ScriptedSender
     events: RecordingEvents
@@ -67,12 +72,12 @@ class World:
 
 
 @pytest.fixture
-async def world(store: SqlStore) -> World:
-    await store.upsert_district(district())
+async def world(store: MemoryStorage) -> World:
+    await store.directory.upsert_district(district())
     sms, email = ScriptedSender("sms-fake"), ScriptedSender("email-fake")
     events, metrics = RecordingEvents(), PrometheusMetrics()
     deps = DeliveryDependencies(
-        store=store,
+        **delivery_ports(store),
         senders={Channel.SMS: sms, Channel.EMAIL: email},
         events=events,
         catalogs=GettextCatalogs(),
@@ -87,10 +92,10 @@ async def world(store: SqlStore) -> World:
 
 
 async def test_failing_email_sends_by_sms_with_fallback_from(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("staff-4", Role.STAFF, phone="+15555550177", email="wei@school.example")
     )
-    await world.store.set_contact_point(
+    await world.store.contact_points.set_contact_point(
         ContactPoint(
             Channel.EMAIL, "wei@school.example", ContactStatus.FAILING, Reason.MAILBOX_FULL, CREATED
         )
@@ -111,8 +116,8 @@ async def test_failing_email_sends_by_sms_with_fallback_from(world: World) -> No
 async def test_opted_out_phone_without_email_is_suppressed_and_nothing_is_texted(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
-    await world.store.set_contact_point(
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.contact_points.set_contact_point(
         ContactPoint(
             Channel.SMS, "+15555550123", ContactStatus.OPTED_OUT, Reason.OPTED_OUT, CREATED
         )
@@ -127,7 +132,7 @@ async def test_opted_out_phone_without_email_is_suppressed_and_nothing_is_texted
 
 
 async def test_invalid_number_fails_the_sms_with_its_reason(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15005550001"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15005550001"))
     world.sms.script.append(
         PermanentProviderError(
             "sms-fake", "not a valid phone number", reason=Reason.INVALID_ADDRESS
@@ -139,12 +144,12 @@ async def test_invalid_number_fails_the_sms_with_its_reason(world: World) -> Non
     [failed] = [e for e in report.outcomes if e.channel is Channel.SMS]
     assert (failed.status, failed.reason) == (DeliveryStatus.FAILED, Reason.INVALID_ADDRESS)
     assert len(world.sms.sent) == 1, "a permanent error is not retried"
-    stored = {r.channel: r for r in await world.store.deliveries_of_message("msg-1")}
+    stored = {r.channel: r for r in await world.store.ledger.deliveries_of_message("msg-1")}
     assert stored[Channel.SMS].status is DeliveryStatus.FAILED
 
 
 async def test_transient_provider_errors_are_retried_until_accepted(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     world.sms.script.extend(
         [
             TransientProviderError("sms-fake", "HTTP 503"),
@@ -161,7 +166,7 @@ async def test_transient_provider_errors_are_retried_until_accepted(world: World
 
 
 async def test_a_provider_that_keeps_failing_ends_in_failed_provider_error(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     world.sms.script.extend(TransientProviderError("sms-fake", "HTTP 500") for _ in range(5))
 
     report = await deliver_request(request("guardian-9"), world.deps)
@@ -172,7 +177,7 @@ async def test_a_provider_that_keeps_failing_ends_in_failed_provider_error(world
 
 
 async def test_two_copies_of_a_request_at_once_text_the_person_once(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     world.sms.delay_seconds = 0.05  # both copies are in flight together
 
     first, second = await asyncio.gather(
@@ -181,22 +186,24 @@ async def test_two_copies_of_a_request_at_once_text_the_person_once(world: World
     )
 
     assert len(world.sms.sent) == 1
-    assert len(await world.store.inbox("guardian-9")) == 1
+    assert len(await world.store.inbox.inbox("guardian-9")) == 1
     assert {first.repeated, second.repeated} == {0, 2}
 
 
 async def test_a_delivery_left_queued_by_a_dead_attempt_is_sent_again(world: World) -> None:
     # The documented rule: an attempt that died mid-send has an unknown outcome; a possible
     # duplicate is preferred to a lost notice.
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
-    await world.store.claim_delivery(delivery_record(message_id="msg-1", language="en"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.ledger.claim_delivery(delivery_record(message_id="msg-1", language="en"))
 
     await deliver_request(request("guardian-9"), world.deps)
 
     assert len(world.sms.sent) == 1
     assert world.statuses()[("guardian-9", Channel.SMS)] is DeliveryStatus.SENT
     [stored] = [
-        r for r in await world.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+        r
+        for r in await world.store.ledger.deliveries_of_message("msg-1")
+        if r.channel is Channel.SMS
     ]
     assert stored.attempts == 2, "known as a possible duplicate"
     assert (
@@ -212,10 +219,12 @@ async def test_a_delivery_past_queued_is_never_sent_again_even_if_not_final(
 ) -> None:
     # A deferred email (not terminal: it may still bounce) was sent: a redelivered request
     # must not email the person again.
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     queued = delivery_record(message_id="msg-1", language="en")
-    await world.store.claim_delivery(queued)
-    await world.store.record_event(event_for(queued, DeliveryStatus.DEFERRED, world.deps.clock))
+    await world.store.ledger.claim_delivery(queued)
+    await world.store.ledger.record_event(
+        event_for(queued, DeliveryStatus.DEFERRED, world.deps.clock)
+    )
 
     await deliver_request(request("guardian-9"), world.deps)
 
@@ -223,7 +232,7 @@ async def test_a_delivery_past_queued_is_never_sent_again_even_if_not_final(
 
 
 async def test_a_retry_after_longer_than_the_budget_is_not_waited_out(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     world.sms.script.append(TransientProviderError("sms-fake", "HTTP 429", retry_after=3600))
 
     report = await deliver_request(request("guardian-9"), world.deps)
@@ -236,7 +245,7 @@ async def test_a_retry_after_longer_than_the_budget_is_not_waited_out(world: Wor
 async def test_a_finished_request_redelivered_sends_nothing_and_republishes_the_same_events(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     await deliver_request(request("guardian-9"), world.deps)
     first = {
         (e.event_id, e.status)
@@ -259,7 +268,7 @@ async def test_someone_not_in_the_directory_is_skipped_as_unknown(world: World) 
 
 
 async def test_the_sender_listed_among_recipients_is_not_told(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("staff-rivera", Role.STAFF, email="rivera@school.example")
     )
     report = await deliver_request(request("staff-rivera"), world.deps)
@@ -268,7 +277,7 @@ async def test_the_sender_listed_among_recipients_is_not_told(world: World) -> N
 
 
 async def test_spanish_speaker_gets_the_translation_with_a_spanish_label(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-lucia", first_name="Lucía", language="es", phone="+15555550188")
     )
 
@@ -279,7 +288,7 @@ async def test_spanish_speaker_gets_the_translation_with_a_spanish_label(world: 
     assert (
         sms.sms.body == "Para Lucía: Ms. Rivera: Los formularios de la excursión vencen el viernes."
     )
-    [inbox] = await world.store.inbox("guardian-lucia")
+    [inbox] = await world.store.inbox.inbox("guardian-lucia")
     assert inbox["body"] == "Los formularios de la excursión vencen el viernes."
 
 
@@ -308,7 +317,7 @@ class CountingTranslator:
 async def test_two_copies_of_a_message_in_flight_at_once_are_translated_once(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-an", first_name="An", language="vi", phone="+15555550177")
     )
     translator = CountingTranslator()
@@ -326,14 +335,14 @@ async def test_two_copies_of_a_message_in_flight_at_once_are_translated_once(
     await both
 
     assert translator.asked == 1
-    assert await world.store.cached_translation("msg-1", "vi") == (
+    assert await world.store.translations.cached_translation("msg-1", "vi") == (
         "[vi] Field trip forms are due Friday."
     )
     assert deps.in_progress.translating == {}, "nothing kept once the call is done"
 
 
 async def test_delivery_latency_is_measured_from_request_creation(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     await deliver_request(request("guardian-9"), world.deps)
 
     count = world.metrics.registry.get_sample_value(
@@ -348,10 +357,10 @@ async def test_delivery_latency_is_measured_from_request_creation(world: World) 
 
 
 async def test_two_people_on_one_phone_get_one_text_labelled_for_both(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-dennis", first_name="Dennis", phone="+15555550123")
     )
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-maya", first_name="Maya", phone="+15555550123")
     )
 
@@ -367,10 +376,10 @@ async def test_two_people_on_one_phone_get_one_text_labelled_for_both(world: Wor
 
 
 async def test_people_on_one_phone_with_different_languages_get_a_text_each(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-dennis", first_name="Dennis", phone="+15555550123")
     )
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-lucia", first_name="Lucía", language="es", phone="+15555550123")
     )
 
@@ -381,10 +390,10 @@ async def test_people_on_one_phone_with_different_languages_get_a_text_each(worl
 
 
 async def test_a_shared_text_redelivered_is_not_sent_again(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-dennis", first_name="Dennis", phone="+15555550123")
     )
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-maya", first_name="Maya", phone="+15555550123")
     )
     world.sms.delay_seconds = 0.05
@@ -402,7 +411,7 @@ async def test_a_shared_text_redelivered_is_not_sent_again(world: World) -> None
 async def test_a_long_message_is_shortened_to_three_texts_ending_with_read_more(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
     long_body = " ".join(["The field trip bus leaves from the north entrance."] * 30)
 
     await deliver_request(replace(request("guardian-9"), body=long_body), world.deps)
@@ -412,17 +421,11 @@ async def test_a_long_message_is_shortened_to_three_texts_ending_with_read_more(
     assert text.sms.body.endswith("Read more in the app.")
     assert (text.sms.segments, text.sms.encoding) == (3, "gsm_7")
     [stored] = [
-        r for r in await world.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+        r
+        for r in await world.store.ledger.deliveries_of_message("msg-1")
+        if r.channel is Channel.SMS
     ]
-    async with world.store.engine.connect() as connection:
-        cost = (
-            await connection.execute(
-                sa.select(deliveries.c.sms_segments, deliveries.c.sms_encoding).where(
-                    deliveries.c.delivery_id == stored.delivery_id
-                )
-            )
-        ).one()
-    assert tuple(cost) == (3, "gsm_7")
+    assert world.store.ledger.sms_costs[stored.delivery_id] == (3, "gsm_7")
     assert (
         world.metrics.registry.get_sample_value(
             "notifier_sms_segments_total", {"encoding": "gsm_7"}
@@ -432,7 +435,7 @@ async def test_a_long_message_is_shortened_to_three_texts_ending_with_read_more(
 
 
 async def test_a_short_text_with_a_curly_quote_stays_one_gsm_segment(world: World) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
 
     await deliver_request(
         replace(request("guardian-9"), body="Don’t forget: forms are due Friday."), world.deps
@@ -447,7 +450,7 @@ async def test_a_short_text_with_a_curly_quote_stays_one_gsm_segment(world: Worl
 async def test_a_family_sharing_one_inbox_gets_one_email_greeting_everyone(world: World) -> None:
     family = "park.family@example.org"
     for recipient_id, name in (("guardian-dennis", "Dennis"), ("guardian-maya", "Maya")):
-        await world.store.upsert_recipient(
+        await world.store.directory.upsert_recipient(
             person(recipient_id, first_name=name, preferred_channel=Channel.EMAIL, email=family)
         )
 
@@ -465,7 +468,7 @@ async def test_the_email_says_when_it_was_sent_in_the_readers_language_and_distr
     world: World,
 ) -> None:
     # CREATED is 15:00 UTC: 09:00 in the district's America/Chicago.
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person(
             "guardian-lucia",
             first_name="Lucía",
@@ -485,11 +488,11 @@ async def test_the_email_says_when_it_was_sent_in_the_readers_language_and_distr
 async def test_a_bilingual_district_texts_a_shared_phone_once_in_both_languages(
     world: World,
 ) -> None:
-    await world.store.upsert_district(district(bilingual_shared_texts=True))
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_district(district(bilingual_shared_texts=True))
+    await world.store.directory.upsert_recipient(
         person("guardian-dennis", first_name="Dennis", phone="+15555550123")
     )
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         person("guardian-lucia", first_name="Lucía", language="es", phone="+15555550123")
     )
 
@@ -506,21 +509,21 @@ async def test_a_bilingual_district_texts_a_shared_phone_once_in_both_languages(
 
 
 class DatabaseGoneWhileRecording:
-    """The real store, except that recording a text's outcome fails ``times`` times (the
+    """The ledger, except that recording a text's outcome fails ``times`` times (the
     database went away between Twilio's answer and the write)."""
 
-    def __init__(self, store: SqlStore, times: int) -> None:
-        self._store = store
+    def __init__(self, ledger: MemoryLedger, times: int) -> None:
+        self._ledger = ledger
         self.times = times
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return getattr(self._ledger, name)
 
     async def record_event(self, event: Any, **kwargs: Any) -> None:
         if self.times and event.channel is Channel.SMS:
             self.times -= 1
             raise ConnectionError("the database went away")
-        await self._store.record_event(event, **kwargs)
+        await self._ledger.record_event(event, **kwargs)
 
 
 async def delivered_after_retries(sent: SendRequest, deps: DeliveryDependencies) -> None:
@@ -537,15 +540,17 @@ async def delivered_after_retries(sent: SendRequest, deps: DeliveryDependencies)
 async def test_an_answer_that_could_not_be_recorded_is_recorded_on_retry_not_sent_again(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(person("guardian-9", phone="+15555550123"))
-    flaky = DatabaseGoneWhileRecording(world.store, times=1)
-    deps = replace(world.deps, store=flaky)  # type: ignore[arg-type]
+    await world.store.directory.upsert_recipient(person("guardian-9", phone="+15555550123"))
+    flaky = DatabaseGoneWhileRecording(world.store.ledger, times=1)
+    deps = replace(world.deps, ledger=flaky)  # type: ignore[arg-type]
 
     await delivered_after_retries(request("guardian-9"), deps)
 
     assert len(world.sms.sent) == 1, "the person is not texted twice"
     [stored] = [
-        r for r in await world.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+        r
+        for r in await world.store.ledger.deliveries_of_message("msg-1")
+        if r.channel is Channel.SMS
     ]
     assert (stored.status, stored.attempts) == (DeliveryStatus.SENT, 1)
     assert stored.provider_message_id == "sms-fake-1"
@@ -555,15 +560,15 @@ async def test_one_text_for_a_shared_phone_is_recorded_for_everyone_on_retry(
     world: World,
 ) -> None:
     for recipient_id, name in (("guardian-dennis", "Dennis"), ("guardian-maya", "Maya")):
-        await world.store.upsert_recipient(
+        await world.store.directory.upsert_recipient(
             person(recipient_id, first_name=name, phone="+15555550123")
         )
-    deps = replace(world.deps, store=DatabaseGoneWhileRecording(world.store, times=2))  # type: ignore[arg-type]
+    deps = replace(world.deps, ledger=DatabaseGoneWhileRecording(world.store.ledger, times=2))  # type: ignore[arg-type]
 
     await delivered_after_retries(request("guardian-dennis", "guardian-maya"), deps)
 
     assert len(world.sms.sent) == 1
-    stored = await world.store.deliveries_of_message("msg-1")
+    stored = await world.store.ledger.deliveries_of_message("msg-1")
     assert {r.recipient_id: r.status for r in stored if r.channel is Channel.SMS} == {
         "guardian-dennis": DeliveryStatus.SENT,
         "guardian-maya": DeliveryStatus.SENT,
@@ -571,15 +576,15 @@ async def test_one_text_for_a_shared_phone_is_recorded_for_everyone_on_retry(
 
 
 async def test_an_inbox_copy_is_one_sent_event_and_one_ledger_row(world: World) -> None:
-    await world.store.upsert_recipient(person("student-sam", Role.STUDENT))
+    await world.store.directory.upsert_recipient(person("student-sam", Role.STUDENT))
 
     await deliver_request(request("student-sam"), world.deps)
 
     app_events = [e for e in world.events.published if e.channel is Channel.APP]
     assert [(e.status, e.provider) for e in app_events] == [(DeliveryStatus.SENT, "app-inbox")]
-    [row] = await world.store.deliveries_of_message("msg-1")
+    [row] = await world.store.ledger.deliveries_of_message("msg-1")
     assert (row.status, row.sent_at is not None) == (DeliveryStatus.SENT, True)
-    assert len(await world.store.inbox("student-sam")) == 1
+    assert len(await world.store.inbox.inbox("student-sam")) == 1
 
 
 async def test_an_inbox_copy_left_queued_by_an_older_version_is_finished_once(
@@ -587,8 +592,8 @@ async def test_an_inbox_copy_left_queued_by_an_older_version_is_finished_once(
 ) -> None:
     # Before inbox copies were claimed as sent, a process that died between the claim and
     # the copy left the app delivery "queued" with no copy written.
-    await world.store.upsert_recipient(person("student-sam", Role.STUDENT))
-    await world.store.claim_delivery(
+    await world.store.directory.upsert_recipient(person("student-sam", Role.STUDENT))
+    await world.store.ledger.claim_delivery(
         delivery_record(
             message_id="msg-1",
             recipient_id="student-sam",
@@ -602,6 +607,6 @@ async def test_an_inbox_copy_left_queued_by_an_older_version_is_finished_once(
     await deliver_request(request("student-sam"), world.deps)
     await deliver_request(request("student-sam"), world.deps)
 
-    assert len(await world.store.inbox("student-sam")) == 1
-    [row] = await world.store.deliveries_of_message("msg-1")
+    assert len(await world.store.inbox.inbox("student-sam")) == 1
+    [row] = await world.store.ledger.deliveries_of_message("msg-1")
     assert row.status is DeliveryStatus.SENT

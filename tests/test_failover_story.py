@@ -163,7 +163,9 @@ async def test_forged_or_stale_sendgrid_webhooks_are_refused_and_change_nothing(
     await asyncio.sleep(0.3)
     assert line.twilio.received == []
     assert line.container is not None
-    points = await line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
+    points = await line.container.store.contact_points.contact_points(
+        [(Channel.EMAIL, MARIA_EMAIL)]
+    )
     assert points[(Channel.EMAIL, MARIA_EMAIL)].status is ContactStatus.ACTIVE
 
 
@@ -292,7 +294,9 @@ async def test_a_self_service_token_resets_only_its_own_addresses(story: Story) 
     assert own.status_code == 200, own.text
     assert someone_elses.status_code == 403
     assert line.container is not None
-    [entry] = [e for e in await line.container.store.audit_entries() if e.address == MARIA_EMAIL]
+    [entry] = [
+        e for e in await line.container.store.audit.audit_entries() if e.address == MARIA_EMAIL
+    ]
     assert (entry.actor, entry.scope, entry.note) == (
         "maria-app",
         "self-service",
@@ -371,13 +375,19 @@ async def resume_link_while_failing(story: Story) -> str:
 
 async def maria_email(story: Story) -> ContactStatus:
     assert story.line.container is not None
-    points = await story.line.container.store.contact_points([(Channel.EMAIL, MARIA_EMAIL)])
+    points = await story.line.container.store.contact_points.contact_points(
+        [(Channel.EMAIL, MARIA_EMAIL)]
+    )
     return points[(Channel.EMAIL, MARIA_EMAIL)].status
 
 
 async def maria_audit(story: Story) -> list[AuditEntry]:
     assert story.line.container is not None
-    return [e for e in await story.line.container.store.audit_entries() if e.address == MARIA_EMAIL]
+    return [
+        e
+        for e in await story.line.container.store.audit.audit_entries()
+        if e.address == MARIA_EMAIL
+    ]
 
 
 def suppression_deletes(story: Story) -> list[str]:

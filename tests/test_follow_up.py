@@ -1,7 +1,7 @@
-"""After sending: provider reports against the real store (SQLite and PostgreSQL) move
-deliveries forward, mark addresses failing or opted out, fail messages over to the other
-channel, and resets bring the preferred channel back. Providers, the event stream and the
-provider's suppression list are in-memory fakes."""
+"""After sending: provider reports, on the store's ports in memory (tests/test_store.py tests
+their SQL), move deliveries forward, mark addresses failing or opted out, fail messages over
+to the other channel, and resets bring the preferred channel back. Providers, the event
+stream and the provider's suppression list are in-memory fakes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from notifier.adapters.catalogs import GettextCatalogs
-from notifier.adapters.store import SqlStore
 from notifier.domain.circuit import CircuitBreaker
 from notifier.domain.classification import classify_sendgrid, classify_twilio
 from notifier.domain.identity import delivery_id_for
@@ -59,6 +58,7 @@ from notifier.handlers.follow_up import (
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import DeliveryRecord, ProviderError, TransientProviderError
 from tests.builders import BODY_ES, EMAIL, PHONE, district, recipient, send_request
+from tests.fakes.memory_store import MemoryStorage, delivery_ports
 from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock
 from tests.fakes.suppressions import RecordingSuppressions
 
@@ -104,9 +104,16 @@ def request(message_id: str, *recipient_ids: str) -> SendRequest:
     )
 
 
+@pytest.fixture
+def store() -> MemoryStorage:
+    """The store's ports in memory: these tests are about the use cases, not the SQL
+    (tests/test_store.py tests that on both databases)."""
+    return MemoryStorage(SteppingClock())
+
+
 @dataclass
 class World:
-    store: SqlStore
+    store: MemoryStorage
     sms: ScriptedSender
     email: ScriptedSender
     events: RecordingEvents
@@ -137,12 +144,12 @@ class World:
     async def delivery(
         self, message_id: str, recipient_id: str, channel: Channel
     ) -> DeliveryRecord:
-        found = await self.store.delivery(delivery_id_for(message_id, recipient_id, channel))
+        found = await self.store.ledger.delivery(delivery_id_for(message_id, recipient_id, channel))
         assert found is not None, f"no {channel} delivery of {message_id} to {recipient_id}"
         return found
 
     async def point(self, channel: Channel, address: str) -> ContactPoint:
-        points = await self.store.contact_points([(channel, address)])
+        points = await self.store.contact_points.contact_points([(channel, address)])
         return contact_point(points, channel, address)
 
     def published(self, message_id: str, channel: Channel) -> list[DeliveryEvent]:
@@ -155,12 +162,12 @@ class World:
 
 
 @pytest.fixture
-async def world(store: SqlStore) -> World:
-    await store.upsert_district(district())
+async def world(store: MemoryStorage) -> World:
+    await store.directory.upsert_district(district())
     sms, email = ScriptedSender("twilio-fake"), ScriptedSender("sendgrid-fake")
     events, clock, suppressions = RecordingEvents(), SteppingClock(), RecordingSuppressions()
     delivery = DeliveryDependencies(
-        store=store,
+        **delivery_ports(store),
         senders={Channel.SMS: sms, Channel.EMAIL: email},
         events=events,
         catalogs=GettextCatalogs(),
@@ -174,8 +181,14 @@ async def world(store: SqlStore) -> World:
     deps = FollowUpDependencies(
         delivery=delivery,
         contact_points=ContactPointDependencies(
-            store, suppressions={Channel.EMAIL: suppressions}, clock=clock
+            store.contact_points,
+            store.audit,
+            store.directory,
+            suppressions={Channel.EMAIL: suppressions},
+            clock=clock,
         ),
+        history=store.ledger,
+        provider_events=store.provider_events,
         policy=FollowUpPolicy(
             strikes_to_fail=3,
             overdue_after=timedelta(minutes=30),
@@ -199,7 +212,7 @@ def resume_token(message: OutboundMessage) -> str | None:
 
 
 async def test_full_inbox_bounce_sends_same_message_by_sms(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     email = await world.delivery("msg-1", LUCIA, Channel.EMAIL)
     bounced_at = world.clock.now()
@@ -240,7 +253,7 @@ async def test_full_inbox_bounce_sends_same_message_by_sms(world: World) -> None
 
 
 async def test_a_bounce_is_matched_by_the_providers_message_id(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     email = await world.delivery("msg-1", LUCIA, Channel.EMAIL)
     assert email.provider_message_id is not None
@@ -256,7 +269,7 @@ async def test_a_bounce_is_matched_by_the_providers_message_id(world: World) -> 
 async def test_a_delayed_bounce_with_only_address_and_time_matches_the_last_email_before_it(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.deliver("msg-2", LUCIA)
     bounced_at = world.clock.now()
@@ -278,7 +291,7 @@ async def test_a_delayed_bounce_with_only_address_and_time_matches_the_last_emai
 
 
 async def test_after_a_bounce_the_next_message_goes_straight_to_sms(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
 
@@ -296,7 +309,7 @@ async def test_after_a_bounce_the_next_message_goes_straight_to_sms(world: World
 
 
 async def test_a_late_delivered_after_the_bounce_changes_nothing(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     email = await world.delivery("msg-1", LUCIA, Channel.EMAIL)
     await world.sendgrid(FULL_INBOX, delivery_id=email.delivery_id)
@@ -314,7 +327,7 @@ async def test_a_late_delivered_after_the_bounce_changes_nothing(world: World) -
 async def test_a_bounce_after_delivered_marks_the_address_but_sends_nothing_again(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     email = await world.delivery("msg-1", LUCIA, Channel.EMAIL)
     delivered = await world.sendgrid(classify_sendgrid("delivered"), delivery_id=email.delivery_id)
@@ -329,7 +342,7 @@ async def test_a_bounce_after_delivered_marks_the_address_but_sends_nothing_agai
 
 
 async def test_the_same_report_twice_is_applied_once(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     email = await world.delivery("msg-1", LUCIA, Channel.EMAIL)
     first = await world.sendgrid(FULL_INBOX, event_key="sg-ev-1", delivery_id=email.delivery_id)
@@ -346,7 +359,7 @@ async def test_the_same_report_twice_is_applied_once(world: World) -> None:
 
 
 async def test_a_failed_sms_fallback_does_not_go_back_to_email(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
     fallback = await world.delivery("msg-1", LUCIA, Channel.SMS)
@@ -365,12 +378,12 @@ async def test_a_failed_sms_fallback_does_not_go_back_to_email(world: World) -> 
     assert (await world.point(Channel.SMS, LUCIA_PHONE)).status is ContactStatus.FAILING
     assert len(world.email.sent) == 1, "no second email for the same message"
     assert len(world.sms.sent) == 1
-    deliveries = await world.store.deliveries_of_message("msg-1")
+    deliveries = await world.store.ledger.deliveries_of_message("msg-1")
     assert sorted(d.channel for d in deliveries) == [Channel.APP, Channel.EMAIL, Channel.SMS]
 
 
 async def test_a_failed_email_fallback_does_not_go_back_to_sms(world: World) -> None:
-    await world.store.upsert_recipient(recipient(id=DENNIS))
+    await world.store.directory.upsert_recipient(recipient(id=DENNIS))
     await world.deliver("msg-1", DENNIS)
     text = await world.delivery("msg-1", DENNIS, Channel.SMS)
     await world.twilio(UNREACHABLE_HANDSET, provider_message_id=text.provider_message_id)
@@ -407,8 +420,8 @@ async def test_a_failed_email_fallback_does_not_go_back_to_sms(world: World) -> 
 async def test_a_fallback_to_an_unusable_alternate_is_recorded_and_nothing_is_sent(
     world: World, alternate: ContactPoint, expected: tuple[DeliveryStatus, Reason]
 ) -> None:
-    await world.store.upsert_recipient(email_first())
-    await world.store.set_contact_point(replace(alternate, since=world.clock.now()))
+    await world.store.directory.upsert_recipient(email_first())
+    await world.store.contact_points.set_contact_point(replace(alternate, since=world.clock.now()))
     await world.deliver("msg-1", LUCIA)
 
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
@@ -428,8 +441,8 @@ MATEO_PHONE = "+15555550199"
 
 
 async def given_a_family_sharing_one_inbox(world: World) -> None:
-    await world.store.upsert_recipient(email_first(email=FAMILY_EMAIL))
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(email_first(email=FAMILY_EMAIL))
+    await world.store.directory.upsert_recipient(
         email_first(
             MATEO,
             display_name="Mateo Méndez",
@@ -510,7 +523,7 @@ async def test_after_a_shared_inbox_bounces_both_people_get_later_messages_by_sm
 async def test_replied_stop_opts_the_number_out_and_later_messages_use_email(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(recipient(id=DENNIS))
+    await world.store.directory.upsert_recipient(recipient(id=DENNIS))
     await world.deliver("msg-1", DENNIS)
     text = await world.delivery("msg-1", DENNIS, Channel.SMS)
 
@@ -538,8 +551,8 @@ async def test_replied_stop_opts_the_number_out_and_later_messages_use_email(
 
 
 async def test_after_stop_someone_with_only_that_number_is_suppressed(world: World) -> None:
-    await world.store.upsert_recipient(recipient(id=DENNIS))
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(recipient(id=DENNIS))
+    await world.store.directory.upsert_recipient(
         recipient(id="guardian-ana", first_name="Ana", display_name="Ana Park", email=None)
     )
     await world.deliver("msg-1", DENNIS)
@@ -556,7 +569,7 @@ async def test_after_stop_someone_with_only_that_number_is_suppressed(world: Wor
 async def test_an_unreachable_handset_marks_the_number_failing_only_on_the_third_strike(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(recipient(id=DENNIS))
+    await world.store.directory.upsert_recipient(recipient(id=DENNIS))
     seen = []
     for message_id in ("msg-1", "msg-2", "msg-3"):
         await world.deliver(message_id, DENNIS)
@@ -579,7 +592,7 @@ async def test_an_unreachable_handset_marks_the_number_failing_only_on_the_third
 async def test_a_delivered_text_between_unreachable_reports_starts_the_count_again(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(recipient(id=DENNIS))
+    await world.store.directory.upsert_recipient(recipient(id=DENNIS))
     reports = [UNREACHABLE_HANDSET, UNREACHABLE_HANDSET, classify_twilio("delivered", None)]
     reports.append(UNREACHABLE_HANDSET)
     for number, classification in enumerate(reports, start=1):
@@ -597,7 +610,7 @@ async def test_a_delivered_text_between_unreachable_reports_starts_the_count_aga
 async def test_support_reset_brings_email_back_and_clears_the_providers_suppression(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
 
@@ -617,7 +630,7 @@ async def test_support_reset_brings_email_back_and_clears_the_providers_suppress
     assert world.suppressions.removed == [LUCIA_EMAIL]
     point = await world.point(Channel.EMAIL, LUCIA_EMAIL)
     assert (point.status, point.reason) == (ContactStatus.ACTIVE, None)
-    [entry] = await world.store.audit_entries()
+    [entry] = await world.store.audit.audit_entries()
     assert (entry.actor, entry.scope, entry.action) == ("alice", "support", "reset_contact_point")
     assert (entry.channel, entry.address, entry.note, entry.request_id) == (
         Channel.EMAIL,
@@ -636,7 +649,7 @@ async def test_support_reset_brings_email_back_and_clears_the_providers_suppress
 async def test_a_suppression_removal_that_keeps_failing_is_reported_and_the_reset_stands(
     world: World,
 ) -> None:
-    await world.store.set_contact_point(
+    await world.store.contact_points.set_contact_point(
         ContactPoint(
             Channel.EMAIL,
             LUCIA_EMAIL,
@@ -659,14 +672,14 @@ async def test_a_suppression_removal_that_keeps_failing_is_reported_and_the_rese
     assert len(world.suppressions.asked) > 1, "the provider call is retried"
     assert world.suppressions.removed == []
     assert (await world.point(Channel.EMAIL, LUCIA_EMAIL)).status is ContactStatus.ACTIVE
-    [entry] = await world.store.audit_entries()
+    [entry] = await world.store.audit.audit_entries()
     assert entry.outcome is not None
     assert "failed" in entry.outcome
 
 
 async def test_support_cannot_lift_a_stop_and_nothing_changes(world: World) -> None:
     await apply_sms_keyword(PHONE, SmsKeyword.STOP, "inbound-1", world.deps.contact_points)
-    audited = await world.store.audit_entries()
+    audited = await world.store.audit.audit_entries()
 
     with pytest.raises(ResetRefused):
         await reset_contact_point(
@@ -675,7 +688,7 @@ async def test_support_cannot_lift_a_stop_and_nothing_changes(world: World) -> N
 
     point = await world.point(Channel.SMS, PHONE)
     assert (point.status, point.reason) == (ContactStatus.OPTED_OUT, Reason.OPTED_OUT)
-    assert await world.store.audit_entries() == audited
+    assert await world.store.audit.audit_entries() == audited
     assert world.suppressions.asked == []
 
 
@@ -685,7 +698,7 @@ async def test_the_persons_start_lifts_their_stop(world: World) -> None:
     await apply_sms_keyword(PHONE, SmsKeyword.START, "inbound-2", world.deps.contact_points)
 
     assert (await world.point(Channel.SMS, PHONE)).status is ContactStatus.ACTIVE
-    latest = (await world.store.audit_entries())[0]
+    latest = (await world.store.audit.audit_entries())[0]
     assert (latest.actor, latest.address, latest.request_id) == ("person", PHONE, "inbound-2")
 
 
@@ -708,14 +721,14 @@ def test_sms_keywords_are_whole_messages_in_any_case(body: str, keyword: SmsKeyw
 
 
 async def test_a_tracked_click_from_a_failing_address_is_the_persons_reset(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
 
     await world.sendgrid(classify_sendgrid("click"), address=LUCIA_EMAIL)
 
     assert (await world.point(Channel.EMAIL, LUCIA_EMAIL)).status is ContactStatus.ACTIVE
-    [entry] = await world.store.audit_entries()
+    [entry] = await world.store.audit.audit_entries()
     assert (entry.actor, entry.action, entry.address) == (
         "person",
         "reset_contact_point",
@@ -725,7 +738,7 @@ async def test_a_tracked_click_from_a_failing_address_is_the_persons_reset(world
 
 
 async def test_a_tracked_click_from_an_active_address_changes_nothing(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     email = await world.delivery("msg-1", LUCIA, Channel.EMAIL)
 
@@ -735,7 +748,7 @@ async def test_a_tracked_click_from_an_active_address_changes_nothing(world: Wor
 
     assert outcome is ReportOutcome.IGNORED
     assert (await world.delivery("msg-1", LUCIA, Channel.EMAIL)).status is DeliveryStatus.SENT
-    assert await world.store.audit_entries() == []
+    assert await world.store.audit.audit_entries() == []
     assert world.suppressions.asked == []
 
 
@@ -752,7 +765,7 @@ async def given_a_deferred_email(world: World, message_id: str) -> DeliveryRecor
 
 
 async def test_an_email_deferred_too_long_fails_over_to_sms(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await given_a_deferred_email(world, "msg-1")
     world.clock.current += timedelta(minutes=31)
 
@@ -772,7 +785,7 @@ async def test_an_email_deferred_too_long_fails_over_to_sms(world: World) -> Non
 
 
 async def test_a_younger_deferral_is_left_alone(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await given_a_deferred_email(world, "msg-1")
     world.clock.current += timedelta(minutes=29)
 
@@ -784,8 +797,8 @@ async def test_a_younger_deferral_is_left_alone(world: World) -> None:
 
 
 async def test_a_districts_own_deferral_limit_overrides_the_default(world: World) -> None:
-    await world.store.upsert_district(district(deferred_failover_minutes=10))
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_district(district(deferred_failover_minutes=10))
+    await world.store.directory.upsert_recipient(email_first())
     await given_a_deferred_email(world, "msg-1")
     world.clock.current += timedelta(minutes=11)
 
@@ -797,7 +810,7 @@ async def test_a_districts_own_deferral_limit_overrides_the_default(world: World
 
 
 async def test_three_overdue_deferrals_mark_a_full_mailbox_failing(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     seen = []
     for message_id in ("msg-1", "msg-2", "msg-3"):
         await given_a_deferred_email(world, message_id)
@@ -819,7 +832,7 @@ async def test_three_overdue_deferrals_mark_a_full_mailbox_failing(world: World)
 
 
 async def test_a_text_without_a_final_status_fails_over_to_email(world: World) -> None:
-    await world.store.upsert_recipient(recipient(id=DENNIS))
+    await world.store.directory.upsert_recipient(recipient(id=DENNIS))
     await world.deliver("msg-1", DENNIS)
     world.clock.current += timedelta(minutes=31)
 
@@ -842,7 +855,7 @@ async def test_only_the_first_text_for_a_failing_email_carries_a_resume_link(
     world: World,
 ) -> None:
     world.use_resume_links(RESUME_LINKS)
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
 
@@ -861,7 +874,7 @@ async def test_after_a_reset_the_next_failing_period_gets_a_resume_link_again(
     world: World,
 ) -> None:
     world.use_resume_links(RESUME_LINKS)
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
     await reset_contact_point(
@@ -881,7 +894,7 @@ async def test_a_fallback_for_a_one_off_email_fault_does_not_use_up_the_resume_l
     # A technical bounce fails one message over but says nothing about the address; the link
     # belongs to the first text of the period in which the address is actually failing.
     world.use_resume_links(RESUME_LINKS)
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     technical = classify_sendgrid("bounce", type="bounce", bounce_classification="Technical")
     await world.sendgrid(technical, address=LUCIA_EMAIL)
@@ -897,7 +910,7 @@ async def test_a_fallback_for_a_one_off_email_fault_does_not_use_up_the_resume_l
 async def test_the_resume_link_lifts_a_failing_email_once_and_pressing_again_changes_nothing(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(FULL_INBOX, address=LUCIA_EMAIL)
 
@@ -916,12 +929,12 @@ async def test_the_resume_link_lifts_a_failing_email_once_and_pressing_again_cha
     )
     assert (await world.point(Channel.EMAIL, LUCIA_EMAIL)).status is ContactStatus.ACTIVE
     assert world.suppressions.asked == [LUCIA_EMAIL]
-    [entry] = await world.store.audit_entries()
+    [entry] = await world.store.audit.audit_entries()
     assert (entry.actor, entry.scope, entry.request_id) == ("person", "resume link", "req-1")
 
 
 async def test_the_resume_link_leaves_an_opt_out_as_it_is(world: World) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     await world.deliver("msg-1", LUCIA)
     await world.sendgrid(classify_sendgrid("spamreport"), address=LUCIA_EMAIL)
 
@@ -930,7 +943,7 @@ async def test_the_resume_link_leaves_an_opt_out_as_it_is(world: World) -> None:
     assert (result.lifted, result.previous.status) == (False, ContactStatus.OPTED_OUT)
     point = await world.point(Channel.EMAIL, LUCIA_EMAIL)
     assert (point.status, point.reason) == (ContactStatus.OPTED_OUT, Reason.SPAM_REPORT)
-    assert await world.store.audit_entries() == []
+    assert await world.store.audit.audit_entries() == []
     assert world.suppressions.asked == []
 
 
@@ -938,7 +951,7 @@ async def test_supports_reset_of_an_active_email_clears_the_providers_block_list
     world: World,
 ) -> None:
     # The console's advice when the block list could not be cleared: reset it again later.
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
 
     result = await reset_contact_point(
         Channel.EMAIL, LUCIA_EMAIL, SUPPORT, "block list retry", None, world.deps.contact_points
@@ -946,7 +959,7 @@ async def test_supports_reset_of_an_active_email_clears_the_providers_block_list
 
     assert (result.lifted, result.previous.status) == (True, ContactStatus.ACTIVE)
     assert world.suppressions.removed == [LUCIA_EMAIL]
-    [entry] = await world.store.audit_entries()
+    [entry] = await world.store.audit.audit_entries()
     assert entry.outcome is not None
     assert entry.outcome.startswith("active -> active")
 
@@ -954,7 +967,7 @@ async def test_supports_reset_of_an_active_email_clears_the_providers_block_list
 async def test_the_resume_link_finds_the_language_of_whoever_uses_the_address(
     world: World,
 ) -> None:
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
 
     known = await resume_link_target(LUCIA_EMAIL, world.deps.contact_points)
     unknown = await resume_link_target("nobody@home.example", world.deps.contact_points)
@@ -964,10 +977,10 @@ async def test_the_resume_link_finds_the_language_of_whoever_uses_the_address(
 
 
 async def test_an_undelivered_shared_text_fails_over_everyone_it_was_for(world: World) -> None:
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         recipient(id=DENNIS, first_name="Dennis", email="dennis@example.org")
     )
-    await world.store.upsert_recipient(
+    await world.store.directory.upsert_recipient(
         recipient(id="guardian-maya", first_name="Maya", email="maya@example.org")
     )
     await world.deliver("msg-1", DENNIS, "guardian-maya")
@@ -996,7 +1009,7 @@ async def test_a_provider_that_keeps_failing_is_left_alone_and_messages_fail_ove
     world.deps = replace(world.deps, delivery=delivery)
     metrics = delivery.metrics
     assert isinstance(metrics, PrometheusMetrics)
-    await world.store.upsert_recipient(email_first())
+    await world.store.directory.upsert_recipient(email_first())
     world.email.script.extend(TransientProviderError("sendgrid-fake", "HTTP 503") for _ in range(3))
 
     await deliver_and_fail_over(request("msg-1", LUCIA), world.deps)

@@ -28,7 +28,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, FakeIden
             ),
         )
         container = await open_container(settings)
-        await container.store.upsert_recipient(recipient(id="guardian-9"))
+        await container.store.directory.upsert_recipient(recipient(id="guardian-9"))
         app = create_app(settings, consume=False)
         app.state.container = container
         try:

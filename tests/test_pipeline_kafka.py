@@ -180,9 +180,9 @@ class Pipeline:
         assert self.container is not None
         store = self.container.store
         deadline = time.monotonic() + WAIT_SECONDS
-        while len(await store.recipients(r["id"] for r in recipients)) < len(recipients) or (
-            await store.district(DISTRICT["id"]) is None
-        ):
+        while len(await store.directory.recipients(r["id"] for r in recipients)) < len(
+            recipients
+        ) or (await store.directory.district(DISTRICT["id"]) is None):
             assert time.monotonic() < deadline, "the directory never reached the store"
             await asyncio.sleep(0.05)
 
@@ -447,7 +447,7 @@ async def test_directory_tombstone_removes_the_person_and_later_requests_skip_th
     await pipeline.publish(pipeline.settings.kafka.recipients_topic, None, "guardian-maya")
     assert pipeline.container is not None
     deadline = time.monotonic() + WAIT_SECONDS
-    while "guardian-maya" in await pipeline.container.store.recipients(["guardian-maya"]):
+    while "guardian-maya" in await pipeline.container.store.directory.recipients(["guardian-maya"]):
         assert time.monotonic() < deadline, "the tombstone was never applied"
         await asyncio.sleep(0.05)
 
@@ -669,7 +669,7 @@ async def test_a_participant_who_muted_the_conversation_gets_only_the_inbox_copy
     await pipeline.publish(topic, conversation_state([], "2026-11-27T10:00:00Z"), "conv-77")
     assert pipeline.container is not None
     deadline = time.monotonic() + WAIT_SECONDS
-    while (state := await pipeline.container.store.conversation_state("conv-77")) is None:
+    while (state := await pipeline.container.store.directory.conversation_state("conv-77")) is None:
         assert time.monotonic() < deadline, "the conversation state never reached the store"
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)  # let the late, older state be applied (and ignored)
@@ -686,7 +686,7 @@ async def test_a_participant_who_muted_the_conversation_gets_only_the_inbox_copy
 
     # Unmuted by a newer state: texts again.
     await pipeline.publish(topic, conversation_state([], "2026-11-28T11:00:00Z"), "conv-77")
-    while (await pipeline.container.store.conversation_state("conv-77")) == state:
+    while (await pipeline.container.store.directory.conversation_state("conv-77")) == state:
         assert time.monotonic() < deadline + WAIT_SECONDS
         await asyncio.sleep(0.05)
     await pipeline.send(send_request("msg-unmuted", ["guardian-lucia"]))

@@ -212,7 +212,7 @@ async def test_a_reply_to_a_stopped_conversation_gets_one_closing_notice_and_is_
     )
     assert line.container is not None
     deadline = time.monotonic() + WAIT_SECONDS
-    while (await line.container.store.conversation_state("conv-77")) is None:
+    while (await line.container.store.directory.conversation_state("conv-77")) is None:
         assert time.monotonic() < deadline, "the conversation state never reached the store"
         await asyncio.sleep(0.05)
 

@@ -14,7 +14,7 @@ import pytest
 from notifier.adapters.catalogs import GettextCatalogs
 from notifier.adapters.clock import SystemClock
 from notifier.adapters.provider_http import ProviderHttp, create_session
-from notifier.adapters.store import SqlStore
+from notifier.adapters.store import Storage
 from notifier.adapters.twilio import TwilioSms
 from notifier.domain.model import Channel, DeliveryStatus, OutboundMessage, Role, Sender
 from notifier.handlers import DeliveryDependencies, RetryPolicy, deliver_request
@@ -22,6 +22,7 @@ from notifier.handlers.delivery import UnknownOutcomeLookups, event_for
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import ChannelSender, ProviderReceipt
 from tests.builders import district, recipient, send_request
+from tests.fakes.memory_store import delivery_ports
 from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -73,7 +74,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 class Restarts:
     """A first process that dies mid-send, and the process that starts after it."""
 
-    store: SqlStore
+    store: Storage
     twilio: FakeTwilio
     sms: TwilioSms
     metrics: PrometheusMetrics
@@ -82,7 +83,7 @@ class Restarts:
         self, sms: ChannelSender, lookups: int = 10, attempts: int = 1
     ) -> DeliveryDependencies:
         return DeliveryDependencies(
-            store=self.store,
+            **delivery_ports(self.store),
             senders={
                 Channel.SMS: sms,
                 Channel.EMAIL: ScriptedSender("email-fake"),
@@ -115,7 +116,9 @@ class Restarts:
 
     async def texted(self) -> tuple[DeliveryStatus, str | None, int]:
         [row] = [
-            r for r in await self.store.deliveries_of_message("msg-1") if r.channel is Channel.SMS
+            r
+            for r in await self.store.ledger.deliveries_of_message("msg-1")
+            if r.channel is Channel.SMS
         ]
         return row.status, row.provider_message_id, row.attempts
 
@@ -128,9 +131,9 @@ REQUEST = send_request(
 
 
 @pytest.fixture
-async def restarts(store: SqlStore, twilio: FakeTwilio, session: aiohttp.ClientSession) -> Restarts:
-    await store.upsert_district(district())
-    await store.upsert_recipient(
+async def restarts(store: Storage, twilio: FakeTwilio, session: aiohttp.ClientSession) -> Restarts:
+    await store.directory.upsert_district(district())
+    await store.directory.upsert_recipient(
         recipient(id="guardian-9", role=Role.GUARDIAN, language="en", phone=PHONE, email=None)
     )
     sms = TwilioSms(
@@ -222,7 +225,7 @@ async def test_a_family_texted_together_is_not_texted_again_for_the_one_left_unr
     # One text for both guardians on the phone; the process died after recording the
     # answer for one of them. The other's text alone ("For Dennis: ...") would match no
     # text in Twilio's list: the family would be texted twice.
-    await restarts.store.upsert_recipient(
+    await restarts.store.directory.upsert_recipient(
         recipient(
             id="guardian-10",
             first_name="Maya",
@@ -237,8 +240,8 @@ async def test_a_family_texted_together_is_not_texted_again_for_the_one_left_unr
         await deliver_request(family, restarts.process(DiesAfterSending(restarts.sms)))
     [taken] = restarts.twilio.messages
     assert taken["body"].startswith("For Maya and Dennis: ")
-    rows = {r.recipient_id: r for r in await restarts.store.deliveries_of_message("msg-1")}
-    await restarts.store.record_event(
+    rows = {r.recipient_id: r for r in await restarts.store.ledger.deliveries_of_message("msg-1")}
+    await restarts.store.ledger.record_event(
         event_for(
             rows["guardian-10"],
             DeliveryStatus.SENT,
@@ -251,7 +254,7 @@ async def test_a_family_texted_together_is_not_texted_again_for_the_one_left_unr
     await deliver_request(family, restarts.process(restarts.sms))
 
     assert restarts.posted() == 1, "the family got one text"
-    texted = {r.recipient_id: r for r in await restarts.store.deliveries_of_message("msg-1")}
+    texted = {r.recipient_id: r for r in await restarts.store.ledger.deliveries_of_message("msg-1")}
     assert {
         (texted[g].status, texted[g].provider_message_id) for g in ("guardian-9", "guardian-10")
     } == {(DeliveryStatus.SENT, taken["sid"])}

@@ -41,7 +41,8 @@ from notifier.adapters.sendgrid import (
     SendGridInboundParse,
     SendGridWebhook,
 )
-from notifier.adapters.store import SqlStore, create_engine
+from notifier.adapters.sql.database import create_engine
+from notifier.adapters.store import Storage
 from notifier.adapters.twilio import PROVIDER as TWILIO
 from notifier.adapters.twilio import TwilioSignatureVerifier, TwilioSms, TwilioWebhooks
 from notifier.config import Settings
@@ -56,6 +57,7 @@ from notifier.handlers.delivery import (
 from notifier.handlers.follow_up import FollowUpDependencies, FollowUpPolicy
 from notifier.handlers.replies import ReplyDependencies, ReplyPolicy
 from notifier.handlers.sending import RetryPolicy
+from notifier.handlers.support import SupportReads
 from notifier.handlers.tokens import issue_token
 from notifier.metrics import PrometheusMetrics
 from notifier.ports import (
@@ -80,7 +82,9 @@ class Container:
     broker: KafkaBroker
     event_producer: AIOKafkaProducer
     """Delivery events' own producer (see KafkaEventPublisher)."""
-    store: SqlStore
+    store: Storage
+    """Every store port's SQL adapter, on one database."""
+    support: SupportReads
     http_client: httpx.AsyncClient
     provider_session: aiohttp.ClientSession
     metrics: PrometheusMetrics
@@ -180,7 +184,7 @@ async def open_container(settings: Settings) -> Container:
     engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
     if settings.database.migrate_on_start:
         await migrate(engine)
-    store = SqlStore(engine, clock)
+    store = Storage.on(engine, clock)
     # One pooled keep-alive session for every provider call (timeouts are per provider),
     # and an httpx client for the rest (identity providers' keys).
     provider_session = create_session(settings.delivery.max_in_flight)
@@ -201,7 +205,12 @@ async def open_container(settings: Settings) -> Container:
         else None
     )
     deliveries = DeliveryDependencies(
-        store=store,
+        directory=store.directory,
+        ledger=store.ledger,
+        requests=store.requests,
+        contact_points=store.contact_points,
+        inbox=store.inbox,
+        translations=store.translations,
         senders=providers.senders,
         events=KafkaEventPublisher(event_producer, settings.kafka.delivery_events_topic),
         catalogs=catalogs,
@@ -219,11 +228,15 @@ async def open_container(settings: Settings) -> Container:
             providers=providers.lookups, remaining=settings.twilio.unknown_outcome_lookups
         ),
     )
-    contact_points = ContactPointDependencies(store, providers.suppressions, clock)
-    tokens = StaticTokens(settings.api.tokens, store)
+    contact_points = ContactPointDependencies(
+        store.contact_points, store.audit, store.directory, providers.suppressions, clock
+    )
+    tokens = StaticTokens(settings.api.tokens, store.tokens)
     follow_up = FollowUpDependencies(
         delivery=deliveries,
         contact_points=contact_points,
+        history=store.ledger,
+        provider_events=store.provider_events,
         policy=FollowUpPolicy(
             strikes_to_fail=delivery.strikes_to_fail,
             overdue_after=timedelta(seconds=delivery.overdue_seconds),
@@ -235,6 +248,7 @@ async def open_container(settings: Settings) -> Container:
         broker=broker,
         event_producer=event_producer,
         store=store,
+        support=SupportReads(store.directory, store.contact_points, store.ledger, store.ledger),
         http_client=http_client,
         provider_session=provider_session,
         metrics=metrics,
@@ -251,7 +265,11 @@ async def open_container(settings: Settings) -> Container:
         bearer_verifiers=_bearer_verifiers(settings, tokens, http_client, clock),
         translator=translator,
         replies=ReplyDependencies(
-            store=store,
+            directory=store.directory,
+            ledger=store.ledger,
+            history=store.ledger,
+            provider_events=store.provider_events,
+            translations=store.translations,
             replies=KafkaReplyPublisher(broker, settings.kafka.replies_topic),
             policy=ReplyPolicy(
                 window=timedelta(days=delivery.reply_window_days),
@@ -283,7 +301,7 @@ class _Providers:
     sms_webhooks: SmsWebhooks | None
 
 
-def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSession) -> _Providers:
+def _providers(settings: Settings, store: Storage, session: aiohttp.ClientSession) -> _Providers:
     twilio, sendgrid = settings.twilio, settings.sendgrid
     sms: ChannelSender
     email: ChannelSender
@@ -307,7 +325,7 @@ def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSessi
         sms_webhooks = TwilioWebhooks(TwilioSignatureVerifier(twilio.auth_token.get_secret_value()))
     else:
         log.warning("Twilio has no credentials: SMS go to the sandbox outbox, not to phones")
-        sms = SandboxSender(Channel.SMS, store)
+        sms = SandboxSender(Channel.SMS, store.sandbox)
     if sendgrid.configured:
         assert sendgrid.api_key is not None
         sendgrid_email = SendGridEmail(
@@ -319,7 +337,7 @@ def _providers(settings: Settings, store: SqlStore, session: aiohttp.ClientSessi
         suppressions[Channel.EMAIL] = SendGridBounceList(sendgrid_email)
     else:
         log.warning("SendGrid has no API key: email goes to the sandbox outbox, not to inboxes")
-        email = SandboxSender(Channel.EMAIL, store)
+        email = SandboxSender(Channel.EMAIL, store.sandbox)
     if sendgrid.webhook_public_key:
         email_events = SendGridWebhook(
             SendGridEventVerifier(
@@ -443,14 +461,14 @@ async def create_api_token(
     try:
         if settings.database.migrate_on_start:
             await migrate(engine)
-        store = SqlStore(engine, clock)
+        store = Storage.on(engine, clock)
         return await issue_token(
             name,
             scope,
             recipient_id,
             actor,
-            issuer=StaticTokens(settings.api.tokens, store),
-            store=store,
+            issuer=StaticTokens(settings.api.tokens, store.tokens),
+            audit=store.audit,
             clock=clock,
         )
     finally:

@@ -298,30 +298,34 @@ class ContextQuery(NamedTuple):
     conversation_id: str
 
 
-class Store(Protocol):
-    """The directory read model and the delivery ledger."""
+# The store, one port per aggregate: a use case names the few it reads and writes, and a test
+# fake of each is a few lines (tests/fakes/memory_store.py). One SQL adapter module stands
+# behind each (adapters/sql/), all on one database.
 
-    def refuses_data(self, error: BaseException) -> bool:
-        """True when ``error`` is the database refusing a value of this input (text holding
-        U+0000 on PostgreSQL, a string longer than its column): retrying can't help, unlike
-        an outage, so the input is refused instead."""
-        ...
+
+class Directory(Protocol):
+    """The directory read model: districts, recipients and conversations' states, as the
+    directory topics last said."""
 
     async def district(self, district_id: str) -> District | None: ...
+
+    async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]: ...
+
+    async def conversation_state(self, conversation_id: str) -> ConversationState | None: ...
 
     async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
         """Each query's context, in their order, read together."""
         ...
 
-    async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]: ...
+    async def recipients_using(self, channel: Channel, address: str) -> list[Recipient]: ...
 
-    async def contact_points(
-        self, keys: Iterable[tuple[Channel, str]]
-    ) -> Mapping[tuple[Channel, str], ContactPoint]: ...
-
-    async def set_contact_point(self, point: ContactPoint) -> None:
-        """Record an address's status (failing with a reason, opted out, active again)."""
+    async def search_recipients(self, text: str, *, limit: int = 25) -> list[Recipient]:
+        """By id, email or phone exactly, or by a part of the name (any case)."""
         ...
+
+
+class DirectoryUpdates(Protocol):
+    """The directory topics applied: events may come out of order and more than once."""
 
     async def upsert_recipient(self, recipient: Recipient) -> bool:
         """Store the profile unless a newer one is stored; True when it was applied."""
@@ -333,11 +337,15 @@ class Store(Protocol):
 
     async def delete_district(self, district_id: str) -> bool: ...
 
-    async def upsert_conversation_state(self, state: ConversationState) -> bool: ...
-
-    async def conversation_state(self, conversation_id: str) -> ConversationState | None: ...
+    async def upsert_conversation_state(self, state: ConversationState) -> bool:
+        """Stored unless a newer state is; True when it was applied."""
+        ...
 
     async def delete_conversation_state(self, conversation_id: str) -> bool: ...
+
+
+class DeliveryLedger(Protocol):
+    """Deliveries claimed and moved through their statuses, and found again by identity."""
 
     async def claim_delivery(
         self, record: DeliveryRecord, *, inbox_copy: OutboundMessage | None = None
@@ -354,15 +362,22 @@ class Store(Protocol):
         ``sms_cost`` (segments, encoding) is what the text it sent is billed as."""
         ...
 
-    async def save_requests(self, requests: Sequence[SendRequest]) -> None: ...
-
-    async def load_request(self, message_id: str) -> SendRequest | None: ...
-
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
 
     async def deliveries_by_provider_id(
         self, channel: Channel, provider_message_id: str
+    ) -> list[DeliveryRecord]:
+        """Several when one text went to a phone that several recipients share."""
+        ...
+
+    async def deliveries_of_message(
+        self, message_id: str, *, limit: int = 1000, offset: int = 0
     ) -> list[DeliveryRecord]: ...
+
+
+class DeliveryHistory(Protocol):
+    """Deliveries found by address and time, and their events: what replies are matched
+    against, what the timer sweeps and what support reads."""
 
     async def latest_delivery_to(
         self, channel: Channel, address: str, not_after: datetime
@@ -383,33 +398,15 @@ class Store(Protocol):
 
     async def open_deliveries_to(
         self, message_id: str, channel: Channel, address: str
-    ) -> list[DeliveryRecord]: ...
+    ) -> list[DeliveryRecord]:
+        """The message's deliveries to one address still waiting for a final status."""
+        ...
 
     async def overdue_deliveries(
         self, channel: Channel, status: DeliveryStatus, sent_before: datetime, limit: int = 500
-    ) -> list[DeliveryRecord]: ...
-
-    async def cached_translation(self, message_id: str, language: str) -> str | None: ...
-
-    async def save_translation(
-        self, message_id: str, language: str, text: str, provider: str
-    ) -> None: ...
-
-    async def provider_event_seen(self, provider: str, event_key: str) -> bool: ...
-
-    async def remember_provider_event(self, provider: str, event_key: str) -> None: ...
-
-    async def add_strike(self, channel: Channel, address: str) -> int: ...
-
-    async def contact_point_counts(self) -> dict[tuple[Channel, ContactStatus], int]: ...
-
-    async def mark_resume_link_sent(self, address: str) -> bool: ...
-
-    async def append_audit(self, entry: AuditEntry) -> None: ...
-
-    async def deliveries_of_message(
-        self, message_id: str, *, limit: int = 1000, offset: int = 0
-    ) -> list[DeliveryRecord]: ...
+    ) -> list[DeliveryRecord]:
+        """Oldest first."""
+        ...
 
     async def recent_deliveries(
         self,
@@ -419,20 +416,98 @@ class Store(Protocol):
         address: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[DeliveryRecord]: ...
+    ) -> list[DeliveryRecord]:
+        """Newest first, for one recipient and/or one address."""
+        ...
 
     async def event_history(self, delivery_ids: Iterable[str]) -> dict[str, list[StoredEvent]]: ...
 
-    async def recipients_using(self, channel: Channel, address: str) -> list[Recipient]: ...
 
-    async def search_recipients(self, text: str, *, limit: int = 25) -> list[Recipient]: ...
+class SentRequests(Protocol):
+    """Send requests kept (the first of each message), so a later failover can send the same
+    message again."""
 
-    async def audit_entries(
-        self, limit: int = 100, offset: int = 0, *, address: str | None = None
-    ) -> list[AuditEntry]: ...
+    async def save_requests(self, requests: Sequence[SendRequest]) -> None: ...
+
+    async def load_request(self, message_id: str) -> SendRequest | None: ...
+
+
+class ContactPoints(Protocol):
+    """Each address's recorded status: failing, opted out, or active again."""
+
+    async def contact_points(
+        self, keys: Iterable[tuple[Channel, str]]
+    ) -> Mapping[tuple[Channel, str], ContactPoint]: ...
+
+    async def set_contact_point(self, point: ContactPoint) -> None:
+        """Record an address's status; back to active, its strikes and resume link reset."""
+        ...
+
+    async def add_strike(self, channel: Channel, address: str) -> int:
+        """Count one more failure against the address; returns the new count."""
+        ...
+
+    async def mark_resume_link_sent(self, address: str) -> bool:
+        """True the first time for this failing period: only the first fallback SMS carries
+        the resume link."""
+        ...
+
+    async def contact_point_counts(self) -> dict[tuple[Channel, ContactStatus], int]: ...
+
+
+class Inbox(Protocol):
+    """The recipients' app inbox."""
 
     async def write_inbox(self, message: OutboundMessage) -> str:
         """Put the message in the recipient's app inbox (idempotent); returns the entry id."""
+        ...
+
+
+class TranslationCache(Protocol):
+    """Machine translations kept per message and language: each is paid for once."""
+
+    async def cached_translation(self, message_id: str, language: str) -> str | None: ...
+
+    async def save_translation(
+        self, message_id: str, language: str, text: str, provider: str
+    ) -> None: ...
+
+
+class ProviderEvents(Protocol):
+    """Provider events already processed (webhook retries, inbound messages), by key."""
+
+    async def provider_event_seen(self, provider: str, event_key: str) -> bool: ...
+
+    async def remember_provider_event(self, provider: str, event_key: str) -> None: ...
+
+
+class AuditLog(Protocol):
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+
+    async def audit_entries(
+        self, limit: int = 100, offset: int = 0, *, address: str | None = None
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+
+class TokenStore(Protocol):
+    """API tokens created with ``notifier tokens create``, kept as their hashes."""
+
+    async def add_api_token(self, token: StoredToken) -> None: ...
+
+    async def api_token(self, sha256: str) -> StoredToken | None:
+        """The unrevoked token with this hash."""
+        ...
+
+
+class DatabaseHealth(Protocol):
+    """What the edges ask of the database behind every store port."""
+
+    def refuses_data(self, error: BaseException) -> bool:
+        """True when ``error`` is the database refusing a value of this input (text holding
+        U+0000 on PostgreSQL, a string longer than its column): retrying can't help, unlike
+        an outage, so the input is refused instead."""
         ...
 
     async def ping(self) -> None:

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from notifier.adapters import tables
-from notifier.adapters.store import create_engine
+from notifier.adapters.sql.database import create_engine
 from tests.conftest import kafka_bootstrap, postgres_url
 from tests.databases import Backend
 from tests.fakes.sendgrid_server import AcceptedMail, FakeSendGrid

@@ -1048,11 +1048,11 @@ def stored_check(fuzz: TopicFuzz, document: dict[str, Any]) -> Callable[[Pipelin
         store = line.container.store
         try:
             if fuzz.kind == "recipients":
-                return document["id"] in await store.recipients([document["id"]])
+                return document["id"] in await store.directory.recipients([document["id"]])
             if fuzz.kind == "districts":
-                district = await store.district(document["id"])
+                district = await store.directory.district(document["id"])
                 return district is not None and district.name == document["name"].strip()
-            return await store.conversation_state(document["conversation_id"]) is not None
+            return await store.directory.conversation_state(document["conversation_id"]) is not None
         except DBAPIError:  # PostgreSQL refuses even to look up some ids (NUL): not stored
             return False
 
@@ -1407,9 +1407,9 @@ async def load_fuzzed_district(line: Pipeline) -> None:
     assert line.container is not None
     store = line.container.store
     deadline = time.monotonic() + PROCESS_SECONDS
-    while len(await store.recipients(PROBES)) < len(PROBES) or not await store.district(
-        FUZZ_DISTRICT
-    ):
+    while len(await store.directory.recipients(PROBES)) < len(
+        PROBES
+    ) or not await store.directory.district(FUZZ_DISTRICT):
         assert time.monotonic() < deadline, "the fuzzed district never reached the store"
         await asyncio.sleep(0.05)
 

@@ -9,9 +9,8 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-from notifier.adapters.store import SqlStore
 from notifier.config import ApiToken
-from notifier.ports import Principal, StoredToken
+from notifier.ports import Principal, StoredToken, TokenStore
 
 TOKEN_PREFIX = "ntf_"  # noqa: S105 (a prefix, not a secret)
 """Marks our tokens, so they're told apart from OIDC JWTs and found by secret scanners."""
@@ -28,9 +27,9 @@ def new_token() -> str:
 class StaticTokens:
     """The BearerVerifier for configured and stored tokens."""
 
-    def __init__(self, configured: Sequence[ApiToken], store: SqlStore) -> None:
+    def __init__(self, configured: Sequence[ApiToken], stored: TokenStore) -> None:
         self._configured = list(configured)
-        self._store = store
+        self._stored = stored
 
     async def principal(self, token: str) -> Principal | None:
         digest = token_digest(token)
@@ -41,7 +40,7 @@ class StaticTokens:
                 match = candidate
         if match is not None:
             return Principal(match.name, match.scope, match.recipient_id)
-        stored = await self._store.api_token(digest)
+        stored = await self._stored.api_token(digest)
         if stored is None:
             return None
         return Principal(stored.name, stored.scope, stored.recipient_id)
@@ -52,5 +51,5 @@ class StaticTokens:
         """A new token, returned once; only its hash is kept."""
         token = new_token()
         stored = StoredToken(name, scope, token_digest(token), recipient_id, now)
-        await self._store.add_api_token(stored)
+        await self._stored.add_api_token(stored)
         return token, stored

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from notifier.adapters.store import SqlStore
+from notifier.adapters.sql.sandbox_outbox import SqlSandboxOutbox
 from notifier.domain.model import Channel, OutboundMessage
 from notifier.ports import ProviderReceipt
 
@@ -14,16 +14,16 @@ log = logging.getLogger(__name__)
 
 
 class SandboxSender:
-    def __init__(self, channel: Channel, store: SqlStore) -> None:
+    def __init__(self, channel: Channel, outbox: SqlSandboxOutbox) -> None:
         self._channel = channel
-        self._store = store
+        self._outbox = outbox
 
     @property
     def provider(self) -> str:
         return f"sandbox-{self._channel}"
 
     async def send(self, message: OutboundMessage) -> ProviderReceipt:
-        entry = await self._store.record_sandbox_send(message)
+        entry = await self._outbox.record_sandbox_send(message)
         text = message.sms.body if message.sms else message.email.subject if message.email else ""
         # The outbox table keeps what went out; the text itself only at DEBUG (no message
         # bodies in logs at INFO).

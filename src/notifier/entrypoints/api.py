@@ -234,7 +234,7 @@ def api_router() -> APIRouter:
         container, caller = await _caller(request, ANYONE)
         if caller.scope == Scope.SELF_SERVICE and caller.recipient_id != recipient_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a self-service token sees only its own")
-        view = await recipient_view(container.store, recipient_id, limit=limit, offset=offset)
+        view = await recipient_view(container.support, recipient_id, limit=limit, offset=offset)
         if view is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such recipient")
         return RecipientDetail(
@@ -268,7 +268,7 @@ def api_router() -> APIRouter:
             # "+1555…" typed into a URL arrives as " 1555…" (a + in a query is a space).
             phone = "+" + phone.strip()
         address = valid_address(channel, email if email is not None else phone or "")
-        view = await address_view(container.store, channel, address, limit=limit, offset=offset)
+        view = await address_view(container.support, channel, address, limit=limit, offset=offset)
         if view is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "nobody uses this address")
         return AddressDetail(
@@ -299,7 +299,7 @@ def api_router() -> APIRouter:
         address = valid_address(target, address)
         if caller.scope == Scope.SELF_SERVICE:
             await _check_own_address(caller, target, address, container)
-        known = await container.store.contact_points([(target, address)])
+        known = await container.store.contact_points.contact_points([(target, address)])
         if (target, address) not in known:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such contact point")
         # A refused reset (ResetRefused) is answered by the app's map of refusals (http.py).
@@ -339,7 +339,7 @@ def api_router() -> APIRouter:
         offset: Offset = 0,
     ) -> MessageDeliveries:
         container, _ = await _caller(request, SUPPORT)
-        views = await message_deliveries(container.store, message_id, limit=limit, offset=offset)
+        views = await message_deliveries(container.support, message_id, limit=limit, offset=offset)
         return MessageDeliveries(
             message_id=message_id,
             deliveries=[DeliveryOut.of(d) for d in views],
@@ -359,7 +359,7 @@ def api_router() -> APIRouter:
         offset: Offset = 0,
     ) -> AuditPage:
         container, _ = await _caller(request, ADMIN)
-        entries = await container.store.audit_entries(limit, offset, address=address)
+        entries = await container.store.audit.audit_entries(limit, offset, address=address)
         return AuditPage(
             entries=[
                 AuditOut(
@@ -413,7 +413,7 @@ async def _check_own_address(
     caller: Principal, channel: Channel, address: str, container: Container
 ) -> None:
     recipient = (
-        (await container.store.recipients([caller.recipient_id])).get(caller.recipient_id)
+        (await container.store.directory.recipients([caller.recipient_id])).get(caller.recipient_id)
         if caller.recipient_id
         else None
     )

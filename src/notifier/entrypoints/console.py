@@ -310,7 +310,7 @@ def console_router() -> APIRouter:
                         "Some of what was sent is not valid; go back and check the form.",
                     )
                 except Exception as error:
-                    if not request.app.state.container.store.refuses_data(error):
+                    if not request.app.state.container.store.database.refuses_data(error):
                         raise
                     return error_page(
                         request,
@@ -412,7 +412,7 @@ def console_router() -> APIRouter:
     ) -> Response:
         query = q.strip()
         results = (
-            await session.container.store.search_recipients(query, limit=SEARCH_LIMIT)
+            await session.container.store.directory.search_recipients(query, limit=SEARCH_LIMIT)
             if query
             else []
         )
@@ -437,8 +437,10 @@ def console_router() -> APIRouter:
         notes: Mapping[Channel, str] | None = None,
         status_code: int = 200,
     ) -> HTMLResponse:
-        store = session.container.store
-        view = await recipient_view(store, recipient_id, limit=TIMELINE_PAGE, offset=offset)
+        directory = session.container.store.directory
+        view = await recipient_view(
+            session.container.support, recipient_id, limit=TIMELINE_PAGE, offset=offset
+        )
         if view is None:
             return error_page(
                 request,
@@ -447,14 +449,14 @@ def console_router() -> APIRouter:
                 "Nobody in the directory has this id.",
                 session=session,
             )
-        district = await store.district(view.recipient.district_id)
+        district = await directory.district(view.recipient.district_id)
         timezone = district.timezone if district else DEFAULT_TIMEZONE
         points = [
             PointRow(
                 view=point,
                 also_used_by=[
                     other
-                    for other in await store.recipients_using(
+                    for other in await directory.recipients_using(
                         point.point.channel, point.point.address
                     )
                     if other.id != recipient_id
@@ -524,7 +526,7 @@ def console_router() -> APIRouter:
                 note_errors={target: "Write a note: why can this address be used again?"},
                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             )
-        known = await session.container.store.contact_points([(target, address)])
+        known = await session.container.store.contact_points.contact_points([(target, address)])
         if (target, address) not in known:
             return error_page(
                 request,
@@ -548,7 +550,7 @@ def console_router() -> APIRouter:
         if isinstance(checked, HTMLResponse):
             return checked
         target, address, note = checked
-        view = await address_view(session.container.store, target, address, limit=1)
+        view = await address_view(session.container.support, target, address, limit=1)
         assert view is not None, "reset_request found the contact point"
         return render(
             request,
@@ -631,7 +633,7 @@ def console_router() -> APIRouter:
         address = address.strip()
         lookup = address.lower() if "@" in address else address
         # One more than a page tells whether there is an older page.
-        entries = await session.container.store.audit_entries(
+        entries = await session.container.store.audit.audit_entries(
             AUDIT_PAGE + 1, offset, address=lookup or None
         )
         return render(

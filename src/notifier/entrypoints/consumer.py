@@ -49,7 +49,7 @@ from notifier.handlers.follow_up import (
     fail_over_overdue,
 )
 from notifier.logs import logging_context
-from notifier.ports import Metrics, Store
+from notifier.ports import DatabaseHealth, Metrics
 from notifier.wire import (
     ConversationStateWire,
     DistrictWire,
@@ -89,7 +89,7 @@ def register_subscribers(container: Container) -> None:
                 logging_context(
                     message_id=request.message_id, conversation_id=request.conversation_id
                 ),
-                _refusing_bad_data(container.store),
+                _refusing_bad_data(container.store.database),
             ):
                 report = await deliver_and_fail_over(request, container.follow_up)
         except RequestRejected as rejected:
@@ -119,7 +119,7 @@ def register_subscribers(container: Container) -> None:
         if not parsed:
             return
         try:
-            with _refusing_bad_data(container.store):
+            with _refusing_bad_data(container.store.database):
                 reports = await deliver_and_fail_over_all(
                     [request for _, request in parsed], container.follow_up
                 )
@@ -143,7 +143,7 @@ def register_subscribers(container: Container) -> None:
             settings.districts_topic: "district",
             settings.conversation_state_topic: "conversation_state",
         }[record.topic]
-        store = container.store
+        database, directory = container.store.database, container.store.directory
         if record.value is None:  # a tombstone: the key left the directory
             remove = {
                 "recipient": remove_recipient,
@@ -152,8 +152,8 @@ def register_subscribers(container: Container) -> None:
             }[kind]
             try:
                 key = _key(record)
-                with _refusing_bad_data(store):
-                    removed = await remove(key, store)
+                with _refusing_bad_data(database):
+                    removed = await remove(key, directory)
             except RequestRejected as rejected:
                 await dead_letters.send(record, rejected)
                 container.metrics.directory_event(kind, "dead_lettered")
@@ -161,15 +161,15 @@ def register_subscribers(container: Container) -> None:
             container.metrics.directory_event(kind, "deleted" if removed else "ignored")
             return
         try:
-            with _refusing_bad_data(store):
+            with _refusing_bad_data(database):
                 if kind == "recipient":
                     recipient = _parse(RecipientWire, record).to_domain()
-                    applied = await apply_recipient(recipient, store)
+                    applied = await apply_recipient(recipient, directory)
                 elif kind == "conversation_state":
                     state = _parse(ConversationStateWire, record).to_domain()
-                    applied = await apply_conversation_state(state, store)
+                    applied = await apply_conversation_state(state, directory)
                 else:
-                    await apply_district(_parse(DistrictWire, record).to_domain(), store)
+                    await apply_district(_parse(DistrictWire, record).to_domain(), directory)
                     applied = True
         except RequestRejected as rejected:
             await dead_letters.send(record, rejected)
@@ -291,7 +291,7 @@ knows); never what an unavailable database or broker raises."""
 
 
 @contextmanager
-def _refusing_bad_data(store: Store) -> Iterator[None]:
+def _refusing_bad_data(database: DatabaseHealth) -> Iterator[None]:
     """Turns a failure this message's own data caused into a rejection to dead-letter, so
     one message can't stop the partition. Anything else propagates and the batch is retried:
     an outage must not dead-letter good messages."""
@@ -300,7 +300,7 @@ def _refusing_bad_data(store: Store) -> Iterator[None]:
     except RequestRejected:
         raise
     except Exception as error:
-        if not (isinstance(error, _DATA_ERRORS) or store.refuses_data(error)):
+        if not (isinstance(error, _DATA_ERRORS) or database.refuses_data(error)):
             raise
         # The first line only: a database error goes on with the statement and its
         # parameters, which hold the message's text and the people's details.
@@ -373,7 +373,9 @@ async def run_overdue_timer(container: Container) -> None:
             handled = await fail_over_overdue(container.follow_up)
             if handled:
                 log.info("failed over %d overdue deliveries", handled)
-            container.metrics.contact_points(await container.store.contact_point_counts())
+            container.metrics.contact_points(
+                await container.store.contact_points.contact_point_counts()
+            )
         except Exception:
             log.exception("overdue check failed; trying again in %.0f s", interval)
         await asyncio.sleep(interval)

@@ -89,7 +89,7 @@ async def run_demo(settings: Settings, *, wait_seconds: float, data: Path = DEMO
         dead = await _dead_letters(settings, bad_key, wait_seconds)
         story = await _failover_and_revert(container, producer, requests[1], run, wait_seconds)
         replies = await _replies_come_back(container, requests[1], run, wait_seconds)
-        outbox = {row["delivery_id"]: row for row in await container.store.sandbox_outbox()}
+        outbox = {row["delivery_id"]: row for row in await container.store.sandbox.sandbox_outbox()}
     finally:
         await producer.stop()
         await container.close()
@@ -118,13 +118,14 @@ async def _failover_and_revert(
     """Ms. Rivera prefers email. Her inbox fills up: SendGrid reports a bounce, the message
     goes out by text, and so does the next one; support resets her email; the next message
     is an email again."""
-    store, kafka = container.store, container.settings.kafka
-    rivera = (await store.recipients([RIVERA])).get(RIVERA)
+    directory, ledger = container.store.directory, container.store.ledger
+    kafka = container.settings.kafka
+    rivera = (await directory.recipients([RIVERA])).get(RIVERA)
     email = rivera.email if rivera else None
     bounced = next(
         (
             r
-            for r in await store.deliveries_of_message(template["message_id"])
+            for r in await ledger.deliveries_of_message(template["message_id"])
             if r.recipient_id == RIVERA and r.channel is Channel.EMAIL
         ),
         None,
@@ -198,7 +199,8 @@ async def _replies_come_back(
 ) -> list[dict[str, Any]]:
     """Lucía answers the bus-delay text in Spanish; Ms. Rivera answers her last email from
     her mail program, above the quoted notification. Both reach conversation.replies."""
-    store, settings = container.store, container.settings
+    directory, ledger = container.store.directory, container.store.ledger
+    settings = container.settings
     now = datetime.now(UTC)
     # What POST /webhooks/twilio/inbound does with a verified text that is no keyword.
     await receive_text_reply(
@@ -209,12 +211,12 @@ async def _replies_come_back(
     last_email = next(
         (
             r
-            for r in await store.deliveries_of_message(f"picnic-reminder-{run}")
+            for r in await ledger.deliveries_of_message(f"picnic-reminder-{run}")
             if r.recipient_id == RIVERA and r.channel is Channel.EMAIL and r.address
         ),
         None,
     )
-    district = await store.district(template["district_id"])
+    district = await directory.district(template["district_id"])
     secret = settings.delivery.reply_address_secret
     if last_email and last_email.address and district and district.reply_domain and secret:
         # The Reply-To that email carried; what POST /webhooks/sendgrid/inbound does with the
@@ -290,7 +292,7 @@ async def _settled(
     while True:
         records = [
             r
-            for r in await container.store.deliveries_of_message(message_id)
+            for r in await container.store.ledger.deliveries_of_message(message_id)
             if r.recipient_id == recipient_id
         ]
         if sum(r.status in TERMINAL_STATUSES for r in records) >= count:
@@ -319,10 +321,10 @@ async def _wait_for_directory(
     wanted = [r["id"] for r in directory["recipients"]]
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        found = await container.store.recipients(wanted)
+        found = await container.store.directory.recipients(wanted)
         if len(found) == len(wanted) and all(
             await asyncio.gather(
-                *(container.store.district(d["id"]) for d in directory["districts"])
+                *(container.store.directory.district(d["id"]) for d in directory["districts"])
             )
         ):
             return
@@ -337,7 +339,7 @@ async def _wait_for_deliveries(
     while True:
         records = []
         for request in requests:
-            records += await container.store.deliveries_of_message(request["message_id"])
+            records += await container.store.ledger.deliveries_of_message(request["message_id"])
         expected = sum(_expected_deliveries(request) for request in requests)
         done = [r for r in records if r.status in TERMINAL_STATUSES]
         if len(done) >= expected or time.monotonic() > deadline:

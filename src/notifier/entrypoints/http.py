@@ -138,7 +138,7 @@ def create_app(settings: Settings, *, consume: bool = True, serve_api: bool = Tr
             response = await call_next(request)
         except Exception as error:
             container: Container | None = getattr(request.app.state, "container", None)
-            if container is None or not container.store.refuses_data(error):
+            if container is None or not container.store.database.refuses_data(error):
                 raise
             # The database refused a value of this request (U+0000 in text on PostgreSQL):
             # the sender's input is at fault, and retrying it would not help.
@@ -228,7 +228,7 @@ def _json_error(error: StarletteHTTPException) -> JSONResponse:
 async def _check_database(container: Container) -> str:
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-            await container.store.ping()
+            await container.store.database.ping()
     except Exception as error:  # any failure means "not ready"; say which
         return f"failing: {type(error).__name__}"
     return "ok"

@@ -11,7 +11,15 @@ from enum import StrEnum
 
 from notifier.domain.model import Channel, ContactPoint, ContactStatus, Reason
 from notifier.domain.resolution import choose_language, contact_point
-from notifier.ports import AuditEntry, Clock, ProviderError, Store, Suppressions
+from notifier.ports import (
+    AuditEntry,
+    AuditLog,
+    Clock,
+    ContactPoints,
+    Directory,
+    ProviderError,
+    Suppressions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,10 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class ContactPointDependencies:
-    store: Store
+    contact_points: ContactPoints
+    audit: AuditLog
+    directory: Directory
+    """Who uses an address, and their district: the language a resume link's page is in."""
     suppressions: Mapping[Channel, Suppressions]
     clock: Clock
 
@@ -83,7 +94,7 @@ async def reset_contact_point(
     a failure to do so is reported, not swallowed. From a status outside ``lifts`` it does
     nothing and says so (``lifted`` is False), which makes such a reset safe to repeat."""
     previous = contact_point(
-        await deps.store.contact_points([(channel, address)]), channel, address
+        await deps.contact_points.contact_points([(channel, address)]), channel, address
     )
     if previous.status not in lifts:
         return ResetResult(previous, SuppressionOutcome.NOT_APPLICABLE, lifted=False)
@@ -98,11 +109,11 @@ async def reset_contact_point(
         )
 
     now = deps.clock.now()
-    await deps.store.set_contact_point(
+    await deps.contact_points.set_contact_point(
         ContactPoint(channel, address, ContactStatus.ACTIVE, None, now)
     )
     suppression, detail = await _clear_suppression(channel, address, deps)
-    await deps.store.append_audit(
+    await deps.audit.append_audit(
         AuditEntry(
             occurred_at=now,
             actor=actor.name,
@@ -132,10 +143,10 @@ class ResumeLinkTarget:
 async def resume_link_target(address: str, deps: ContactPointDependencies) -> ResumeLinkTarget:
     """Reads only: opening the link must change nothing (link previews open it too)."""
     point = contact_point(
-        await deps.store.contact_points([(Channel.EMAIL, address)]), Channel.EMAIL, address
+        await deps.contact_points.contact_points([(Channel.EMAIL, address)]), Channel.EMAIL, address
     )
-    people = await deps.store.recipients_using(Channel.EMAIL, address)
-    district = await deps.store.district(people[0].district_id) if people else None
+    people = await deps.directory.recipients_using(Channel.EMAIL, address)
+    district = await deps.directory.district(people[0].district_id) if people else None
     language = choose_language(people[0].language, district) if district else None
     return ResumeLinkTarget(point, language)
 
@@ -202,10 +213,10 @@ async def apply_sms_keyword(
 ) -> None:
     if keyword is SmsKeyword.STOP:
         now = deps.clock.now()
-        await deps.store.set_contact_point(
+        await deps.contact_points.set_contact_point(
             ContactPoint(Channel.SMS, phone, ContactStatus.OPTED_OUT, Reason.OPTED_OUT, now)
         )
-        await deps.store.append_audit(
+        await deps.audit.append_audit(
             AuditEntry(
                 now, "person", "sms keyword", "opt_out", Channel.SMS, phone, "STOP", request_id
             )

@@ -42,9 +42,13 @@ from notifier.ports import (
     ChannelSender,
     Claim,
     Clock,
+    ContactPoints,
     ContextQuery,
+    DeliveryLedger,
     DeliveryRecord,
+    Directory,
     EventPublisher,
+    Inbox,
     Metrics,
     PermanentProviderError,
     ProviderError,
@@ -52,8 +56,9 @@ from notifier.ports import (
     ProviderUnavailableError,
     SendPacer,
     SentMessageLookup,
-    Store,
+    SentRequests,
     TransientProviderError,
+    TranslationCache,
     Translator,
     UnknownOutcomeError,
 )
@@ -118,7 +123,12 @@ class InProgress:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryDependencies:
-    store: Store
+    directory: Directory
+    ledger: DeliveryLedger
+    requests: SentRequests
+    contact_points: ContactPoints
+    inbox: Inbox
+    translations: TranslationCache
     senders: Mapping[Channel, ChannelSender]
     events: EventPublisher
     catalogs: Catalogs
@@ -219,7 +229,7 @@ async def deliver_requests(
 
     A request that can never be processed comes back as its ``RequestRejected``; any
     exception means "not done, try the whole batch again", as for ``deliver_request``."""
-    contexts = await deps.store.request_contexts(
+    contexts = await deps.directory.request_contexts(
         [
             ContextQuery(r.district_id, tuple(recipients_to_notify(r)), r.conversation_id)
             for r in requests
@@ -243,7 +253,7 @@ async def deliver_requests(
         }
         admitted.append((index, request, district, plans))
     if admitted:
-        await deps.store.save_requests([request for _, request, _, _ in admitted])
+        await deps.requests.save_requests([request for _, request, _, _ in admitted])
     translated = await _all_settled(
         [
             with_translations(request, {p.language for p in plans.values()}, deps)
@@ -347,7 +357,7 @@ async def with_translations(
     added = await translations(
         TranslationSource(request.message_id, request.body, request.language),
         missing,
-        deps.store,
+        deps.translations,
         deps.translator,
         deps.metrics,
         deps.in_progress.translating,
@@ -429,9 +439,9 @@ async def _deliver_fresh(work: Sequence[_Planned], deps: DeliveryDependencies) -
     now = deps.clock.now()
     claims = await _all_settled(
         [
-            deps.store.claim_delivery(_as_copied(work[index].record, now), inbox_copy=copy)
+            deps.ledger.claim_delivery(_as_copied(work[index].record, now), inbox_copy=copy)
             if (copy := copies.get(index)) is not None
-            else deps.store.claim_delivery(work[index].record)
+            else deps.ledger.claim_delivery(work[index].record)
             for index in claiming
         ]
     )
@@ -536,7 +546,7 @@ async def _finish_legacy_copy(
     """Claimed "queued" by a version that wrote the inbox copy after its claim, and died
     between the two: the copy (written once, by its id) and its outcome now."""
     final = _copied_event(item.record, deps.clock)
-    await deps.store.write_inbox(copy)
+    await deps.inbox.write_inbox(copy)
     await _record_final(item.request, item.record, final, copy, deps)
     return final
 
@@ -600,7 +610,7 @@ async def _deliver_shared_once(
         if (answered := await _record_unrecorded(record, deps)) is not None:
             results[index] = (answered, False)
             continue
-        claim = await deps.store.claim_delivery(record)
+        claim = await deps.ledger.claim_delivery(record)
         if _outcome_known(claim, deps):
             if claim.record.sent_at is not None and claim.record.provider_message_id:
                 sent_before = claim.record
@@ -749,7 +759,7 @@ async def _record_answer(
     """Records the provider's answer; kept in memory until that worked, so that a retry of
     the batch after a database outage records it instead of texting the person again."""
     deps.in_progress.unrecorded[record.delivery_id] = outcome
-    await deps.store.record_event(outcome.event, sms_cost=outcome.sms_cost)
+    await deps.ledger.record_event(outcome.event, sms_cost=outcome.sms_cost)
     del deps.in_progress.unrecorded[record.delivery_id]
     deps.metrics.delivery_recorded(record.channel, outcome.event.status)
     await deps.events.publish([outcome.event])
@@ -797,7 +807,9 @@ async def _sent_for_another_message(
     # recorded as that message's: not taken for ours.
     if receipt.provider_message_id is None:
         return False
-    owners = await deps.store.deliveries_by_provider_id(record.channel, receipt.provider_message_id)
+    owners = await deps.ledger.deliveries_by_provider_id(
+        record.channel, receipt.provider_message_id
+    )
     return any(owner.message_id != record.message_id for owner in owners)
 
 
@@ -883,7 +895,7 @@ async def _unknown_recipient(
         fallback_from=None,
         language=None,
     )
-    claim = await deps.store.claim_delivery(record)
+    claim = await deps.ledger.claim_delivery(record)
     if not claim.is_new:
         return [(await _repeat_known_outcome(claim.record, deps), True)]
     event = event_for(record, record.status, deps.clock, reason=record.reason)
@@ -906,10 +918,10 @@ async def _resume_link(
         or email is None
     ):
         return None
-    points = await deps.store.contact_points([(Channel.EMAIL, email)])
+    points = await deps.contact_points.contact_points([(Channel.EMAIL, email)])
     if contact_point(points, Channel.EMAIL, email).status is not ContactStatus.FAILING:
         return None
-    if not await deps.store.mark_resume_link_sent(email):
+    if not await deps.contact_points.mark_resume_link_sent(email):
         return None
     return deps.resume_links.url_for(email, deps.clock.now())
 

@@ -49,7 +49,7 @@ from notifier.handlers.delivery import (
     deliver_requests,
     event_for,
 )
-from notifier.ports import DeliveryRecord
+from notifier.ports import DeliveryHistory, DeliveryRecord, ProviderEvents
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ class FollowUpPolicy:
 class FollowUpDependencies:
     delivery: DeliveryDependencies
     contact_points: ContactPointDependencies
+    history: DeliveryHistory
+    provider_events: ProviderEvents
+    """Reports already applied (providers retry webhooks)."""
     policy: FollowUpPolicy
 
 
@@ -108,7 +111,7 @@ async def _fail_over_refused(report: RequestReport, deps: FollowUpDependencies) 
     for event in report.outcomes:
         if event.status is not DeliveryStatus.FAILED or event.channel is Channel.APP:
             continue
-        delivery = await deps.delivery.store.delivery(event.delivery_id)
+        delivery = await deps.delivery.ledger.delivery(event.delivery_id)
         if delivery is None or delivery.address is None:
             continue
         refusal = refused_send(event.reason)
@@ -123,14 +126,15 @@ async def _fail_over_refused(report: RequestReport, deps: FollowUpDependencies) 
 async def record_provider_report(
     report: ProviderReport, deps: FollowUpDependencies
 ) -> ReportOutcome:
-    store = deps.delivery.store
-    if report.event_key and await store.provider_event_seen(report.provider, report.event_key):
+    if report.event_key and await deps.provider_events.provider_event_seen(
+        report.provider, report.event_key
+    ):
         return ReportOutcome.REPEATED
     outcome = await _apply(report, deps)
     # Remembered only once applied: a webhook retried after a crash mid-way is processed
     # again, which is safe because every step is idempotent.
     if report.event_key:
-        await store.remember_provider_event(report.provider, report.event_key)
+        await deps.provider_events.remember_provider_event(report.provider, report.event_key)
     return outcome
 
 
@@ -158,7 +162,7 @@ async def _apply(report: ProviderReport, deps: FollowUpDependencies) -> ReportOu
     if outcome is ReportOutcome.APPLIED and condemns_address(classification) and address:
         # The address itself is broken: the same message's other deliveries to it (a
         # family sharing the inbox) won't arrive either, so they fail over now too.
-        for sibling in await deps.delivery.store.open_deliveries_to(
+        for sibling in await deps.history.open_deliveries_to(
             deliveries[0].message_id, deliveries[0].channel, address
         ):
             # Failed, not bounced (no bounce came for it), but it is the bounce that
@@ -180,19 +184,22 @@ async def _matching_deliveries(
     """Our ids first; then the provider's message id (one text may stand for several people
     sharing a phone); then, for SendGrid's delayed bounces that carry neither, the last
     delivery to the address before the report."""
-    store = deps.delivery.store
-    found = await store.delivery(report.delivery_id) if report.delivery_id else None
+    found = await deps.delivery.ledger.delivery(report.delivery_id) if report.delivery_id else None
     provider_message_id = report.provider_message_id or (
         found.provider_message_id if found else None
     )
     if provider_message_id:
-        sharing = await store.deliveries_by_provider_id(report.channel, provider_message_id)
+        sharing = await deps.delivery.ledger.deliveries_by_provider_id(
+            report.channel, provider_message_id
+        )
         if sharing:
             return sharing
     if found is not None:
         return [found]
     if report.address:
-        latest = await store.latest_delivery_to(report.channel, report.address, report.occurred_at)
+        latest = await deps.history.latest_delivery_to(
+            report.channel, report.address, report.occurred_at
+        )
         return [latest] if latest else []
     return []
 
@@ -204,12 +211,17 @@ async def _apply_to_address(
     occurred_at: datetime,
     deps: FollowUpDependencies,
 ) -> None:
-    store = deps.delivery.store
-    current = contact_point(await store.contact_points([(channel, address)]), channel, address)
+    current = contact_point(
+        await deps.delivery.contact_points.contact_points([(channel, address)]), channel, address
+    )
     effect = classification.contact
     if effect is not ContactEffect.NONE and effect is not ContactEffect.WORKS:
         deps.delivery.metrics.bounce(channel, classification.address_reason)
-    strikes = await store.add_strike(channel, address) if counts_a_strike(classification) else 0
+    strikes = (
+        await deps.delivery.contact_points.add_strike(channel, address)
+        if counts_a_strike(classification)
+        else 0
+    )
     change = address_change(
         current,
         classification,
@@ -218,7 +230,7 @@ async def _apply_to_address(
         occurred_at=occurred_at,
     )
     if change.record is not None:
-        await store.set_contact_point(change.record)
+        await deps.delivery.contact_points.set_contact_point(change.record)
         if change.record.status is ContactStatus.FAILING:
             log.info("%s address now failing (%s)", channel, change.record.reason)
     elif change.person_reset:
@@ -241,7 +253,7 @@ async def _record(
         provider=delivery.provider,
         provider_message_id=delivery.provider_message_id,
     )
-    await deps.store.record_event(event)
+    await deps.ledger.record_event(event)
     deps.metrics.delivery_recorded(delivery.channel, status)
     await deps.events.publish([event])
 
@@ -260,10 +272,15 @@ async def fail_over(
     alternate = fallback_channel(delivery.channel, delivery.fallback_from)
     if alternate is None:
         return
-    store = deps.delivery.store
-    request = await store.load_request(delivery.message_id)
-    recipient = (await store.recipients([delivery.recipient_id])).get(delivery.recipient_id)
-    district = await store.district(delivery.district_id) if delivery.district_id else None
+    request = await deps.delivery.requests.load_request(delivery.message_id)
+    recipient = (await deps.delivery.directory.recipients([delivery.recipient_id])).get(
+        delivery.recipient_id
+    )
+    district = (
+        await deps.delivery.directory.district(delivery.district_id)
+        if delivery.district_id
+        else None
+    )
     if request is None or recipient is None or district is None:
         log.warning(
             "cannot fail over delivery %s: its request or recipient is gone", delivery.delivery_id
@@ -273,8 +290,12 @@ async def fail_over(
     if address is None:
         return  # nothing to fail over to; the bounced/failed event already says so
 
-    point = contact_point(await store.contact_points([(alternate, address)]), alternate, address)
-    state = await store.conversation_state(delivery.conversation_id)
+    point = contact_point(
+        await deps.delivery.contact_points.contact_points([(alternate, address)]),
+        alternate,
+        address,
+    )
+    state = await deps.delivery.directory.conversation_state(delivery.conversation_id)
     planned = plan_fallback(
         delivery.channel,
         point,
@@ -291,7 +312,6 @@ async def fail_over_overdue(deps: FollowUpDependencies) -> int:
     """The durable timer: an email still only deferred (or, with status callbacks on, a text
     still only sent) past its district's limit fails over as deferred_too_long. It reads the
     store, so it survives restarts; run it periodically."""
-    store = deps.delivery.store
     now = deps.delivery.clock.now()
     waiting = awaiting_final_status(sms_final_status_expected=deps.policy.sms_final_status_expected)
     districts: dict[str, timedelta] = {}
@@ -300,7 +320,7 @@ async def fail_over_overdue(deps: FollowUpDependencies) -> int:
     # filtered by each delivery's own district.
     shortest = min(deps.policy.overdue_after, timedelta(minutes=1))
     for channel, status in waiting:
-        for delivery in await store.overdue_deliveries(channel, status, now - shortest):
+        for delivery in await deps.history.overdue_deliveries(channel, status, now - shortest):
             limit = await _overdue_limit(delivery.district_id, districts, deps)
             if not is_overdue(delivery.sent_at, limit, now):
                 continue
@@ -322,7 +342,7 @@ async def _overdue_limit(
     if district_id is None:
         return deps.policy.overdue_after
     if district_id not in known:
-        district = await deps.delivery.store.district(district_id)
+        district = await deps.delivery.directory.district(district_id)
         minutes = district.deferred_failover_minutes if district else None
         known[district_id] = timedelta(minutes=minutes) if minutes else deps.policy.overdue_after
     return known[district_id]

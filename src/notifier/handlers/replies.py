@@ -24,15 +24,19 @@ from notifier.handlers.translations import TranslationSource, translations
 from notifier.ports import (
     Catalogs,
     ChannelSender,
+    DeliveryHistory,
+    DeliveryLedger,
     DeliveryRecord,
+    Directory,
     InboundEmail,
     InboundText,
     LanguageDetector,
     Metrics,
     ProviderError,
+    ProviderEvents,
     ReplyPublisher,
     ReplyTextReader,
-    Store,
+    TranslationCache,
     Translator,
 )
 from notifier.rate_limit import RateLimited, RateLimiter
@@ -55,7 +59,12 @@ class ReplyPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ReplyDependencies:
-    store: Store
+    directory: Directory
+    ledger: DeliveryLedger
+    history: DeliveryHistory
+    provider_events: ProviderEvents
+    """Inbound messages already taken (providers retry), and closing notices already sent."""
+    translations: TranslationCache
     replies: ReplyPublisher
     policy: ReplyPolicy
     catalogs: Catalogs
@@ -159,8 +168,9 @@ async def receive_reply(inbound: InboundReply, deps: ReplyDependencies) -> Reply
     labelled for, when the phone or inbox is shared). Exactly once per provider message,
     however often the webhook is retried. A sender we can't place is never attributed to a
     conversation; a stopped conversation takes nothing and says so, once."""
-    store = deps.store
-    if await store.provider_event_seen(inbound.event_namespace, inbound.provider_message_id):
+    if await deps.provider_events.provider_event_seen(
+        inbound.event_namespace, inbound.provider_message_id
+    ):
         return ReplyResult(ReplyOutcome.REPEATED)
     try:
         await deps.senders_limit.take(f"{inbound.channel}:{inbound.sender}")
@@ -174,14 +184,18 @@ async def receive_reply(inbound: InboundReply, deps: ReplyDependencies) -> Reply
             await _how_to_answer(inbound.sender, deps) if inbound.channel is Channel.SMS else None
         )
         return ReplyResult(ReplyOutcome.NO_CONVERSATION, answer)
-    state = await store.conversation_state(origin.conversation_id)
+    state = await deps.directory.conversation_state(origin.conversation_id)
     if state is not None and state.status is ConversationStatus.STOPPED:
         answer = await _closing_notice_once(inbound, origin, deps)
-        await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
+        await deps.provider_events.remember_provider_event(
+            inbound.event_namespace, inbound.provider_message_id
+        )
         return ReplyResult(ReplyOutcome.CLOSED, answer)
     text = inbound.text.strip()[: deps.policy.max_chars]
     if not text and not inbound.attachments:
-        await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
+        await deps.provider_events.remember_provider_event(
+            inbound.event_namespace, inbound.provider_message_id
+        )
         return ReplyResult(ReplyOutcome.EMPTY)
     language = deps.detector.detect(text) if deps.detector and text else None
     told = await _told(inbound, origin, deps)
@@ -204,7 +218,9 @@ async def receive_reply(inbound: InboundReply, deps: ReplyDependencies) -> Reply
     await deps.replies.publish(reply)
     # Remembered after publishing: a retry after a crash publishes again, with the same
     # reply_id, which readers drop.
-    await store.remember_provider_event(inbound.event_namespace, inbound.provider_message_id)
+    await deps.provider_events.remember_provider_event(
+        inbound.event_namespace, inbound.provider_message_id
+    )
     return ReplyResult(ReplyOutcome.PUBLISHED)
 
 
@@ -212,7 +228,9 @@ async def _answered_notification(
     inbound: InboundReply, deps: ReplyDependencies
 ) -> DeliveryRecord | None:
     if inbound.channel is Channel.SMS:
-        last = await deps.store.latest_delivery_to(Channel.SMS, inbound.sender, inbound.received_at)
+        last = await deps.history.latest_delivery_to(
+            Channel.SMS, inbound.sender, inbound.received_at
+        )
         return last if _within(last, inbound.received_at, deps.policy.window) else None
     secret = deps.reply_address_secret
     if secret is None:
@@ -222,7 +240,7 @@ async def _answered_notification(
             delivery_id = delivery_of(address, secret)
         except InvalidReplyAddress:
             continue
-        notification = await deps.store.delivery(delivery_id)
+        notification = await deps.ledger.delivery(delivery_id)
         if notification is not None and notification.channel is Channel.EMAIL:
             window = deps.policy.email_window
             return notification if _within(notification, inbound.received_at, window) else None
@@ -246,12 +264,12 @@ async def _told(
     the answered email was for (one email to a family's shared inbox stands for several)."""
     if inbound.channel is Channel.SMS:
         span = (inbound.received_at - deps.policy.window, inbound.received_at)
-        told = await deps.store.conversation_deliveries_to(
+        told = await deps.history.conversation_deliveries_to(
             Channel.SMS, inbound.sender, origin.conversation_id, span
         )
         return told or [origin]
     sharing = (
-        await deps.store.deliveries_by_provider_id(origin.channel, origin.provider_message_id)
+        await deps.ledger.deliveries_by_provider_id(origin.channel, origin.provider_message_id)
         if origin.provider_message_id
         else [origin]
     )
@@ -289,11 +307,11 @@ async def _translations(
     tell is left untranslated rather than guessed at."""
     if deps.translator is None or reply.language is None or not reply.text:
         return {}
-    participants = await deps.store.deliveries_of_message(origin.message_id)
+    participants = await deps.ledger.deliveries_of_message(origin.message_id)
     return await translations(
         TranslationSource(reply.reply_id, reply.text, reply.language),
         {d.language for d in participants if d.language},
-        deps.store,
+        deps.translations,
         deps.translator,
         deps.metrics,
     )
@@ -304,12 +322,11 @@ async def _closing_notice_once(
 ) -> str | None:
     """The person learns once per conversation that it takes no more replies — by text in
     the webhook's answer, or by email — instead of writing into the void."""
-    store = deps.store
     notice_key = f"{origin.conversation_id}\x1f{inbound.channel}\x1f{inbound.sender.lower()}"
-    if await store.provider_event_seen(_CLOSING_NOTICES, notice_key):
+    if await deps.provider_events.provider_event_seen(_CLOSING_NOTICES, notice_key):
         return None
-    await store.remember_provider_event(_CLOSING_NOTICES, notice_key)
-    district = await store.district(origin.district_id) if origin.district_id else None
+    await deps.provider_events.remember_provider_event(_CLOSING_NOTICES, notice_key)
+    district = await deps.directory.district(origin.district_id) if origin.district_id else None
     if district is None:
         return None
     language = choose_language(origin.language, district)
@@ -356,10 +373,10 @@ async def _closing_notice_once(
 async def _how_to_answer(sender: str, deps: ReplyDependencies) -> str | None:
     """For someone we know but sent nothing lately: how to answer in the app, in their
     language. Unknown numbers get no answer at all."""
-    people = await deps.store.recipients_using(Channel.SMS, sender)
+    people = await deps.directory.recipients_using(Channel.SMS, sender)
     if not people:
         return None
-    district = await deps.store.district(people[0].district_id)
+    district = await deps.directory.district(people[0].district_id)
     if district is None:
         return None
     language = choose_language(people[0].language, district)

@@ -10,9 +10,26 @@ from dataclasses import dataclass
 from notifier.domain.explanations import contact_point_badge, explain_route
 from notifier.domain.model import Channel, ContactPoint, District, Recipient
 from notifier.domain.resolution import contact_point
-from notifier.ports import DeliveryRecord, Store, StoredEvent
+from notifier.ports import (
+    ContactPoints,
+    DeliveryHistory,
+    DeliveryLedger,
+    DeliveryRecord,
+    Directory,
+    StoredEvent,
+)
 
 DEFAULT_TIMEZONE = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class SupportReads:
+    """What the support views read."""
+
+    directory: Directory
+    contact_points: ContactPoints
+    ledger: DeliveryLedger
+    history: DeliveryHistory
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,67 +62,69 @@ class AddressView:
 
 
 async def recipient_view(
-    store: Store, recipient_id: str, *, limit: int = 50, offset: int = 0
+    reads: SupportReads, recipient_id: str, *, limit: int = 50, offset: int = 0
 ) -> RecipientView | None:
-    recipient = (await store.recipients([recipient_id])).get(recipient_id)
+    recipient = (await reads.directory.recipients([recipient_id])).get(recipient_id)
     if recipient is None:
         return None
-    timezone = await _timezone(store, recipient.district_id)
+    timezone = await _timezone(reads, recipient.district_id)
     keys = [
         (channel, address)
         for channel, address in ((Channel.SMS, recipient.phone), (Channel.EMAIL, recipient.email))
         if address
     ]
-    points = await store.contact_points(keys)
-    records = await store.recent_deliveries(recipient_id=recipient_id, limit=limit, offset=offset)
+    points = await reads.contact_points.contact_points(keys)
+    records = await reads.history.recent_deliveries(
+        recipient_id=recipient_id, limit=limit, offset=offset
+    )
     return RecipientView(
         recipient=recipient,
         contact_points=tuple(
             _point_view(contact_point(points, channel, address), timezone)
             for channel, address in keys
         ),
-        deliveries=await _delivery_views(store, records, timezone),
+        deliveries=await _delivery_views(reads, records, timezone),
     )
 
 
 async def address_view(
-    store: Store, channel: Channel, address: str, *, limit: int = 50, offset: int = 0
+    reads: SupportReads, channel: Channel, address: str, *, limit: int = 50, offset: int = 0
 ) -> AddressView | None:
-    users = await store.recipients_using(channel, address)
-    points = await store.contact_points([(channel, address)])
+    users = await reads.directory.recipients_using(channel, address)
+    points = await reads.contact_points.contact_points([(channel, address)])
     if not users and (channel, address) not in points:
         return None
-    timezone = await _timezone(store, users[0].district_id) if users else DEFAULT_TIMEZONE
-    records = await store.recent_deliveries(
+    timezone = await _timezone(reads, users[0].district_id) if users else DEFAULT_TIMEZONE
+    records = await reads.history.recent_deliveries(
         channel=channel, address=address, limit=limit, offset=offset
     )
     return AddressView(
         contact_point=_point_view(contact_point(points, channel, address), timezone),
         used_by=tuple(users),
-        deliveries=await _delivery_views(store, records, timezone),
+        deliveries=await _delivery_views(reads, records, timezone),
     )
 
 
 async def message_deliveries(
-    store: Store, message_id: str, *, limit: int = 100, offset: int = 0
+    reads: SupportReads, message_id: str, *, limit: int = 100, offset: int = 0
 ) -> tuple[DeliveryView, ...]:
-    records = await store.deliveries_of_message(message_id, limit=limit, offset=offset)
+    records = await reads.ledger.deliveries_of_message(message_id, limit=limit, offset=offset)
     district_id = next((r.district_id for r in records if r.district_id), None)
-    return await _delivery_views(store, records, await _timezone(store, district_id))
+    return await _delivery_views(reads, records, await _timezone(reads, district_id))
 
 
 async def _delivery_views(
-    store: Store, records: Sequence[DeliveryRecord], timezone: str
+    reads: SupportReads, records: Sequence[DeliveryRecord], timezone: str
 ) -> tuple[DeliveryView, ...]:
-    history = await store.event_history(r.delivery_id for r in records)
-    people = await store.recipients({r.recipient_id for r in records if r.fallback_from})
+    history = await reads.history.event_history(r.delivery_id for r in records)
+    people = await reads.directory.recipients({r.recipient_id for r in records if r.fallback_from})
     replaced = {
         record.delivery_id: _replaced(record, records, people)
         for record in records
         if record.fallback_from is not None
     }
     # The address each fallback stood in for, in its current state.
-    points = await store.contact_points(
+    points = await reads.contact_points.contact_points(
         (point_key for _, point_key in replaced.values() if point_key is not None)
     )
     views = []
@@ -156,6 +175,6 @@ def _point_view(point: ContactPoint, timezone: str) -> ContactPointView:
     return ContactPointView(point, contact_point_badge(point, timezone))
 
 
-async def _timezone(store: Store, district_id: str | None) -> str:
-    district: District | None = await store.district(district_id) if district_id else None
+async def _timezone(reads: SupportReads, district_id: str | None) -> str:
+    district: District | None = await reads.directory.district(district_id) if district_id else None
     return district.timezone if district else DEFAULT_TIMEZONE

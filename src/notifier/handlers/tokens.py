@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from notifier.domain.model import Scope
-from notifier.ports import AuditEntry, Clock, Store, TokenIssuer
+from notifier.ports import AuditEntry, AuditLog, Clock, TokenIssuer
 
 
 class TokenRequestInvalid(ValueError):
@@ -17,7 +17,7 @@ async def issue_token(
     actor: str,
     *,
     issuer: TokenIssuer,
-    store: Store,
+    audit: AuditLog,
     clock: Clock,
 ) -> str:
     if scope not in set(Scope):
@@ -30,7 +30,7 @@ async def issue_token(
         raise TokenRequestInvalid("a token needs a name: the audit log records it")
     now = clock.now()
     token, stored = await issuer.create(name.strip(), scope, recipient_id, now)
-    await store.append_audit(
+    await audit.append_audit(
         AuditEntry(
             occurred_at=now,
             actor=actor,

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from notifier.ports import Metrics, ProviderError, Store, Translator
+from notifier.ports import Metrics, ProviderError, TranslationCache, Translator
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ rather than both missing the store and paying for it twice."""
 async def translations(
     source: TranslationSource,
     languages: Iterable[str],
-    store: Store,
+    cache: TranslationCache,
     translator: Translator | None,
     metrics: Metrics,
     underway: Underway | None = None,
@@ -46,7 +46,7 @@ async def translations(
             _once(
                 shared,
                 (source.key, lang),
-                partial(_translation, source, lang, store, translator, metrics),
+                partial(_translation, source, lang, cache, translator, metrics),
             )
             for lang in wanted
         )
@@ -69,11 +69,11 @@ async def _once(
 async def _translation(
     source: TranslationSource,
     language: str,
-    store: Store,
+    cache: TranslationCache,
     translator: Translator | None,
     metrics: Metrics,
 ) -> str | None:
-    cached = await store.cached_translation(source.key, language)
+    cached = await cache.cached_translation(source.key, language)
     if cached is not None or translator is None:
         return cached
     try:
@@ -82,6 +82,6 @@ async def _translation(
         log.warning("no %s translation of %s: %s", language, source.key, error)
         metrics.translation(translator.provider, "failed")
         return None
-    await store.save_translation(source.key, language, text, translator.provider)
+    await cache.save_translation(source.key, language, text, translator.provider)
     metrics.translation(translator.provider, "translated")
     return text

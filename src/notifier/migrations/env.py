@@ -9,7 +9,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from notifier.adapters.store import create_engine
+from notifier.adapters.sql.database import create_engine
 from notifier.adapters.tables import metadata
 
 config = context.config

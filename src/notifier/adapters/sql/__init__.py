@@ -6,7 +6,7 @@ language each call paid for its parameters' compilation, its bookkeeping and, fo
 ``insertmanyvalues`` — about as much CPU as the rest of the store. Here each statement is text
 written once for its database and run with ``AsyncConnection.exec_driver_sql``, which keeps
 what the store relies on from SQLAlchemy: its transactions, the pool's invalidation of a dead
-connection and its wrapping of the driver's errors (``SqlStore.refuses_data`` reads them).
+connection and its wrapping of the driver's errors (``Database.refuses_data`` reads them).
 A batch is one statement (PostgreSQL: ``unnest`` of one array per column) or, on SQLite where
 nothing comes back from it, one ``executemany``.
 

@@ -1,0 +1,57 @@
+"""The ``SentRequests`` port: each message's first send request, kept as JSON, written by
+driver SQL (``Statements``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from notifier.adapters import tables as t
+from notifier.adapters.sql.database import Database
+from notifier.adapters.sql.statements import RequestRow
+from notifier.domain.model import Attachment, RequestKind, Sender, SendRequest
+
+
+class SqlSentRequests:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def save_requests(self, requests: Sequence[SendRequest]) -> None:
+        """Keep each request (the first of its message). One statement for the batch."""
+        rows = [RequestRow(r.message_id, _request_to_json(r)) for r in requests]
+        async with self._db.engine.begin() as connection:
+            await self._db.statements.insert_requests(connection, rows, self._db.clock.now())
+
+    async def load_request(self, message_id: str) -> SendRequest | None:
+        row = await self._db.first(
+            sa.select(t.send_requests.c.payload).where(t.send_requests.c.message_id == message_id)
+        )
+        return None if row is None else _request_from_json(row.payload)
+
+
+def _request_to_json(request: SendRequest) -> dict[str, Any]:
+    data = dataclasses.asdict(request)
+    data["created_at"] = request.created_at.isoformat()
+    return data
+
+
+def _request_from_json(data: dict[str, Any]) -> SendRequest:
+    return SendRequest(
+        request_id=data["request_id"],
+        message_id=data["message_id"],
+        conversation_id=data["conversation_id"],
+        district_id=data["district_id"],
+        kind=RequestKind(data["kind"]),
+        sender=Sender(**data["sender"]),
+        body=data["body"],
+        language=data["language"],
+        translations=dict(data["translations"]),
+        attachments=tuple(Attachment(**a) for a in data["attachments"]),
+        recipient_ids=tuple(data["recipient_ids"]),
+        created_at=datetime.fromisoformat(data["created_at"]),
+        conversation_title=data.get("conversation_title"),
+    )
