@@ -33,8 +33,8 @@ from notifier.config import (
     TwilioSettings,
 )
 from notifier.domain.model import Channel, ContactPoint, ContactStatus, Reason
+from notifier.domain.records import AuditEntry
 from notifier.entrypoints.http import create_app
-from notifier.ports import AuditEntry
 from tests.databases import fresh_database
 from tests.fakes.sendgrid_server import FakeSendGrid
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature

@@ -27,7 +27,7 @@ from notifier.domain.model import (
     Sender,
     SendRequest,
 )
-from notifier.ports import DeliveryRecord
+from notifier.domain.records import DeliveryRecord
 
 DISTRICT_ID = "d-springfield"
 RECIPIENT_ID = "guardian-9"

@@ -45,9 +45,10 @@ from notifier.domain.model import (
     Reason,
     Route,
 )
+from notifier.domain.records import AuditEntry
 from notifier.entrypoints.http import create_app
 from notifier.handlers.contact_points import ContactPointDependencies
-from notifier.ports import AuditEntry, TransientProviderError
+from notifier.ports import TransientProviderError
 from tests import builders
 from tests.conftest import IN_CI
 from tests.fakes.sendgrid_server import FakeSendGrid

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from notifier.domain.model import Channel, ContactStatus
+from notifier.domain.records import AuditEntry
 from notifier.domain.resume_links import make_token
-from notifier.ports import AuditEntry
 from tests.fakes.signing import SendGridWebhookSigner, twilio_signature
 from tests.story import (
     INBOUND_URL,

@@ -31,6 +31,7 @@ from notifier.domain.model import (
     Sender,
     SendRequest,
 )
+from notifier.domain.records import DeliveryRecord
 from notifier.domain.resolution import contact_point
 from notifier.domain.resume_links import read_token
 from notifier.handlers import DeliveryDependencies, RetryPolicy, deliver_request
@@ -56,7 +57,7 @@ from notifier.handlers.follow_up import (
     record_provider_report,
 )
 from notifier.metrics import PrometheusMetrics
-from notifier.ports import DeliveryRecord, ProviderError, TransientProviderError
+from notifier.ports import ProviderError, TransientProviderError
 from tests.builders import BODY_ES, EMAIL, PHONE, district, recipient, send_request
 from tests.fakes.memory_store import MemoryStorage, delivery_ports
 from tests.fakes.ports import RecordingEvents, ScriptedSender, SteppingClock

@@ -41,8 +41,8 @@ from notifier.domain.model import (
     Role,
     Route,
 )
+from notifier.domain.records import ContextQuery, DeliveryRecord
 from notifier.handlers.delivery import event_for as delivery_event_for
-from notifier.ports import ContextQuery, DeliveryRecord
 from tests import builders
 from tests.builders import RECIPIENT_UPDATED_AT, delivery_record, outbound_message, recipient
 from tests.conftest import postgres_url

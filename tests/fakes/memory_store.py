@@ -25,16 +25,16 @@ from notifier.domain.model import (
     Recipient,
     SendRequest,
 )
-from notifier.ports import (
+from notifier.domain.records import (
     AuditEntry,
     Claim,
-    Clock,
     ContextQuery,
     DeliveryRecord,
     RequestContext,
     StoredEvent,
     StoredToken,
 )
+from notifier.ports import Clock
 
 Key = tuple[Channel, str]
 OPEN = (DeliveryStatus.SENT, DeliveryStatus.DEFERRED)

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from notifier.config import ApiToken
-from notifier.ports import Principal, StoredToken, TokenStore
+from notifier.domain.records import StoredToken
+from notifier.ports import Principal, TokenStore
 
 TOKEN_PREFIX = "ntf_"  # noqa: S105 (a prefix, not a secret)
 """Marks our tokens, so they're told apart from OIDC JWTs and found by secret scanners."""

@@ -48,6 +48,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from notifier.bootstrap import Container
 from notifier.domain.explanations import channel_word, local_time, reason_words
 from notifier.domain.model import Channel, ContactStatus, Recipient
+from notifier.domain.records import AuditEntry, DeliveryRecord
 from notifier.entrypoints.api import Offset, ResettableChannel, valid_address
 from notifier.entrypoints.auth import SUPPORT, ScopeRefused, UnknownToken, admit, principal_for
 from notifier.handlers.contact_points import (
@@ -62,7 +63,7 @@ from notifier.handlers.support import (
     address_view,
     recipient_view,
 )
-from notifier.ports import AuditEntry, DeliveryRecord, Principal
+from notifier.ports import Principal
 from notifier.rate_limit import RateLimited
 
 PREFIX = "/console"

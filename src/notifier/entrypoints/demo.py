@@ -27,12 +27,13 @@ from notifier.config import Settings
 from notifier.domain.classification import classify_sendgrid
 from notifier.domain.lifecycle import ProviderReport
 from notifier.domain.model import TERMINAL_STATUSES, Channel, Scope
+from notifier.domain.records import DeliveryRecord
 from notifier.domain.reply_addresses import reply_address
 from notifier.entrypoints.consumer import register_subscribers
 from notifier.handlers.contact_points import Actor, reset_contact_point
 from notifier.handlers.follow_up import record_provider_report
 from notifier.handlers.replies import receive_email_reply, receive_text_reply
-from notifier.ports import DeliveryRecord, InboundEmail, InboundText
+from notifier.ports import InboundEmail, InboundText
 
 T = TypeVar("T")
 

@@ -10,16 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from notifier.domain.model import Channel, ContactPoint, ContactStatus, Reason
+from notifier.domain.records import AuditEntry
 from notifier.domain.resolution import choose_language, contact_point
-from notifier.ports import (
-    AuditEntry,
-    AuditLog,
-    Clock,
-    ContactPoints,
-    Directory,
-    ProviderError,
-    Suppressions,
-)
+from notifier.ports import AuditLog, Clock, ContactPoints, Directory, ProviderError, Suppressions
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from notifier.domain.model import (
     Reason,
     SendRequest,
 )
+from notifier.domain.records import Claim, ContextQuery, DeliveryRecord
 from notifier.domain.rendering import Composer, first_name
 from notifier.domain.resolution import (
     PlannedDelivery,
@@ -40,12 +41,9 @@ from notifier.logs import logging_context
 from notifier.ports import (
     Catalogs,
     ChannelSender,
-    Claim,
     Clock,
     ContactPoints,
-    ContextQuery,
     DeliveryLedger,
-    DeliveryRecord,
     Directory,
     EventPublisher,
     Inbox,

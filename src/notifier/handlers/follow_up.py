@@ -33,6 +33,7 @@ from notifier.domain.model import (
     Route,
     SendRequest,
 )
+from notifier.domain.records import DeliveryRecord
 from notifier.domain.resolution import (
     RecipientPlan,
     choose_language,
@@ -49,7 +50,7 @@ from notifier.handlers.delivery import (
     deliver_requests,
     event_for,
 )
-from notifier.ports import DeliveryHistory, DeliveryRecord, ProviderEvents
+from notifier.ports import DeliveryHistory, ProviderEvents
 
 log = logging.getLogger(__name__)
 

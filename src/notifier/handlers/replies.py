@@ -18,6 +18,7 @@ from notifier.domain.model import (
     Reply,
     ReplyAttachment,
 )
+from notifier.domain.records import DeliveryRecord
 from notifier.domain.reply_addresses import InvalidReplyAddress, delivery_of
 from notifier.domain.resolution import choose_language
 from notifier.handlers.translations import TranslationSource, translations
@@ -26,7 +27,6 @@ from notifier.ports import (
     ChannelSender,
     DeliveryHistory,
     DeliveryLedger,
-    DeliveryRecord,
     Directory,
     InboundEmail,
     InboundText,

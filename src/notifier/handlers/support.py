@@ -9,15 +9,9 @@ from dataclasses import dataclass
 
 from notifier.domain.explanations import contact_point_badge, explain_route
 from notifier.domain.model import Channel, ContactPoint, District, Recipient
+from notifier.domain.records import DeliveryRecord, StoredEvent
 from notifier.domain.resolution import contact_point
-from notifier.ports import (
-    ContactPoints,
-    DeliveryHistory,
-    DeliveryLedger,
-    DeliveryRecord,
-    Directory,
-    StoredEvent,
-)
+from notifier.ports import ContactPoints, DeliveryHistory, DeliveryLedger, Directory
 
 DEFAULT_TIMEZONE = "UTC"
 

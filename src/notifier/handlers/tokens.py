@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from notifier.domain.model import Scope
-from notifier.ports import AuditEntry, AuditLog, Clock, TokenIssuer
+from notifier.domain.records import AuditEntry
+from notifier.ports import AuditLog, Clock, TokenIssuer
 
 
 class TokenRequestInvalid(ValueError):

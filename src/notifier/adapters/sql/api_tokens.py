@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from notifier.adapters import tables as t
 from notifier.adapters.sql.database import Database
-from notifier.ports import StoredToken
+from notifier.domain.records import StoredToken
 
 
 class SqlTokenStore:

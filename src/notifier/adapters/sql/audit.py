@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from notifier.adapters import tables as t
 from notifier.adapters.sql.database import Database
 from notifier.domain.model import Channel
-from notifier.ports import AuditEntry
+from notifier.domain.records import AuditEntry
 
 
 class SqlAuditLog:

@@ -21,7 +21,7 @@ from notifier.domain.model import (
     Recipient,
     Role,
 )
-from notifier.ports import ContextQuery, RequestContext
+from notifier.domain.records import ContextQuery, RequestContext
 
 
 class SqlDirectory:

@@ -26,7 +26,7 @@ from notifier.domain.model import (
     Reason,
     Route,
 )
-from notifier.ports import Claim, DeliveryRecord, StoredEvent
+from notifier.domain.records import Claim, DeliveryRecord, StoredEvent
 
 OUTCOME_LINGER_SECONDS = 0.003
 """How long the first provider answer waits for others to share its transaction. Answers
