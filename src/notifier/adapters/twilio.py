@@ -132,8 +132,7 @@ class TwilioSms:
         if message.sms is None:
             raise ValueError(f"delivery {message.delivery_id} has no rendered SMS")
         earliest = since - CLOCK_SLACK
-        transport = self._transport
-        transport.forget_response()
+        self._transport.forget_response()
         try:
             page = await self._messages.page_async(to=message.to, page_size=self._lookup_page_size)
             for _ in range(self._lookup_pages):
@@ -147,10 +146,10 @@ class TwilioSms:
                 if page is None:
                     return None
         except (TwilioRestException, TwilioServiceException) as error:
-            raise _rejection(error, transport.last_response()) from error
+            raise _rejection(error, self._transport.last_response()) from error
         except TwilioException as error:
             # A page answered with anything but 200 (the SDK's Page refuses it).
-            response = transport.last_response()
+            response = self._transport.last_response()
             status = response.status_code if response is not None else 0
             raise TransientProviderError(PROVIDER, f"Messages list: HTTP {status}") from error
         return None
