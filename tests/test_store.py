@@ -26,6 +26,7 @@ from notifier.adapters.sql.database import (
     create_engine,
 )
 from notifier.adapters.sql.requests import _request_to_json
+from notifier.adapters.sql.sqlite import SizedStatement
 from notifier.adapters.store import Storage
 from notifier.domain.model import (
     Channel,
@@ -1196,6 +1197,20 @@ async def test_a_requests_context_reads_as_sqlalchemy_reads_the_same_rows(
     assert context.points[(Channel.EMAIL, "dennis.park@example.org")].since == row.since
     assert row.since == since
     assert frozenset(muted_by) == state.muted_by
+
+
+def test_sqlite_statements_run_over_power_of_two_runs_of_the_batch_in_its_order() -> None:
+    statement = SizedStatement("SELECT 1 FROM (VALUES ", "(?, ?)", ")", others=6)
+    rows = list(range(1000))
+
+    chunks = list(statement.chunks(rows))
+    texts = {text for size in range(1, 1000) for text, _ in statement.chunks(rows[:size])}
+
+    assert [len(chunk) for _, chunk in chunks] == [512, 256, 128, 64, 32, 8]
+    assert [row for _, chunk in chunks for row in chunk] == rows
+    assert all(text.count("?") == 2 * len(chunk) for text, chunk in chunks)
+    assert len(texts) == 10, "one prepared text per power of two, whatever the batch sizes"
+    assert statement.max_rows == 8192, "32,766 parameters less 6 hold 16,380 rows of two"
 
 
 async def test_a_requests_context_for_many_recipients_finds_each_one(store: Storage) -> None:

@@ -2,8 +2,8 @@
 
 SQLite has no arrays. A write that returns nothing is one ``executemany`` (sqlite3 steps the
 one prepared statement through the rows in C, in their order). A write or read that returns
-rows is one statement over as many rows of placeholders as the batch has, its text built the
-first time that size comes (``SizedStatement``). Not ``json_each()`` over one JSON parameter:
+rows is a statement over rows of placeholders, one per power-of-two run of the batch
+(``SizedStatement``). Not ``json_each()`` over one JSON parameter:
 SQLite's JSON functions cut a string at U+0000, which SQLite's text holds, and which must
 come back as it went in.
 """
@@ -40,14 +40,24 @@ came in 3.35)."""
 
 
 class SizedStatement:
-    """A statement over n rows of placeholders, its text built the first time n is seen."""
+    """A statement over n rows of placeholders, n a power of two, its text built the first
+    time n is seen.
+
+    Why powers of two: sqlite3 keeps each connection's prepared statements (128 by default),
+    and a statement over hundreds of rows is a program of hundreds of kilobytes. One text per
+    batch size kept about a megabyte per size seen on every pooled connection, a hundred
+    megabytes of RSS after a flood; the statements were prepared again as sizes came and
+    went. Runs of powers of two make at most fifteen texts per statement, prepared once, for
+    a few more statements per batch (one per set bit of its size).
+    """
 
     def __init__(self, head: str, row: str, tail: str = "", *, others: int = 0) -> None:
         """``others``: how many parameters the statement takes besides the rows'."""
         self._head = head
         self._row = row
         self._tail = tail
-        self.max_rows = (MAX_PARAMETERS - others) // row.count("?")
+        fitting = (MAX_PARAMETERS - others) // row.count("?")
+        self.max_rows = 1 << (fitting.bit_length() - 1)
         self._texts: dict[int, str] = {}
 
     def text(self, rows: int) -> str:
@@ -57,10 +67,12 @@ class SizedStatement:
         return text
 
     def chunks(self, rows: Sequence[Any]) -> Iterator[tuple[str, Sequence[Any]]]:
-        """The statement for each run of rows that fits in one (nearly always one run)."""
-        for start in range(0, len(rows), self.max_rows):
-            chunk = rows[start : start + self.max_rows]
-            yield self.text(len(chunk)), chunk
+        """The statement for each run of rows, largest first, each a power of two long."""
+        start = 0
+        while (left := len(rows) - start) > 0:
+            size = min(self.max_rows, 1 << (left.bit_length() - 1))
+            yield self.text(size), rows[start : start + size]
+            start += size
 
 
 INSERT_EVENTS = """
