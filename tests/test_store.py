@@ -867,6 +867,20 @@ async def test_naive_event_time_is_refused(store: Storage) -> None:
 # -- writes that share a transaction (group commit) ----------------------------------------
 
 
+async def test_the_delivery_path_writes_on_after_the_engine_is_disposed(store: Storage) -> None:
+    first = delivery_record(recipient_id="guardian-1")
+    await store.ledger.claim_delivery(first)
+
+    # What a database restart makes the pool do: every connection closed, new ones opened.
+    await store.engine.dispose()
+    second = delivery_record(recipient_id="guardian-2")
+    claim = await store.ledger.claim_delivery(second)
+
+    assert claim.is_new
+    stored = await store.ledger.deliveries_of_message("msg-1042")
+    assert [d.recipient_id for d in stored] == ["guardian-1", "guardian-2"]
+
+
 async def test_a_delivery_claimed_twice_in_one_batch_is_new_once_and_counted_once(
     store: Storage,
 ) -> None:

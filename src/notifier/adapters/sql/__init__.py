@@ -4,9 +4,12 @@
 The delivery path writes and reads many times a second; through SQLAlchemy's expression
 language each call paid for its parameters' compilation, its bookkeeping and, for a batch,
 ``insertmanyvalues`` — about as much CPU as the rest of the store. Here each statement is text
-written once for its database and run with ``AsyncConnection.exec_driver_sql``, which keeps
-what the store relies on from SQLAlchemy: its transactions, the pool's invalidation of a dead
+written once for its database and run with ``Connection.exec_driver_sql``, which keeps what
+the store relies on from SQLAlchemy: its transactions, the pool's invalidation of a dead
 connection and its wrapping of the driver's errors (``Database.refuses_data`` reads them).
+A transaction's statements are one synchronous function (``Database.in_transaction``): on
+PostgreSQL run in the async engine's ``run_sync``, on SQLite whole on a thread of its own
+(``database.SqliteHotPath``).
 A batch is one statement (PostgreSQL: ``unnest`` of one array per column) or, on SQLite where
 nothing comes back from it, one ``executemany``.
 

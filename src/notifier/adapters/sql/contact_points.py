@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from notifier.adapters import tables as t
 from notifier.adapters.sql.database import Database
@@ -21,8 +21,10 @@ class SqlContactPoints:
     async def contact_points(
         self, keys: Iterable[tuple[Channel, str]]
     ) -> Mapping[tuple[Channel, str], ContactPoint]:
-        async with self._db.engine.connect() as connection:
-            return await read_contact_points(self._db.statements, connection, keys)
+        statements = self._db.statements
+        return await self._db.reading(
+            lambda connection: read_contact_points(statements, connection, keys)
+        )
 
     async def set_contact_point(self, point: ContactPoint) -> None:
         values: dict[str, Any] = {
@@ -84,12 +86,12 @@ class SqlContactPoints:
         return bool(result.rowcount)
 
 
-async def read_contact_points(
-    statements: Statements, connection: AsyncConnection, keys: Iterable[tuple[Channel, str]]
+def read_contact_points(
+    statements: Statements, connection: Connection, keys: Iterable[tuple[Channel, str]]
 ) -> Mapping[tuple[Channel, str], ContactPoint]:
     """On the caller's connection: a request's context reads them with its directory rows."""
     wanted = list(dict.fromkeys((channel.value, address) for channel, address in keys))
-    rows = await statements.contact_points(connection, wanted) if wanted else []
+    rows = statements.contact_points(connection, wanted) if wanted else []
     points = (_contact_point_from_row(row) for row in rows)
     return {(point.channel, point.address): point for point in points}
 

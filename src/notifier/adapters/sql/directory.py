@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from notifier.adapters import tables as t
 from notifier.adapters.sql.contact_points import read_contact_points
@@ -29,41 +29,42 @@ class SqlDirectory:
         self._db = database
 
     async def district(self, district_id: str) -> District | None:
-        async with self._db.engine.connect() as connection:
-            return (await self._districts(connection, [district_id])).get(district_id)
+        districts = await self._db.reading(lambda c: self._districts(c, [district_id]))
+        return districts.get(district_id)
 
     async def recipients(self, recipient_ids: Iterable[str]) -> Mapping[str, Recipient]:
-        async with self._db.engine.connect() as connection:
-            return await self._recipients(connection, recipient_ids)
+        ids = list(recipient_ids)
+        return await self._db.reading(lambda connection: self._recipients(connection, ids))
 
     async def conversation_state(self, conversation_id: str) -> ConversationState | None:
-        async with self._db.engine.connect() as connection:
-            states = await self._conversation_states(connection, [conversation_id])
+        states = await self._db.reading(lambda c: self._conversation_states(c, [conversation_id]))
         return states.get(conversation_id)
 
     async def request_contexts(self, queries: Sequence[ContextQuery]) -> list[RequestContext]:
         # One connection and four statements for a whole batch of requests: per request, a
         # connection and four statements each cost more than the rest of its reads.
-        async with self._db.reader.connect() as connection:
-            districts = await self._districts(connection, {q.district_id for q in queries})
-            known = [q for q in queries if q.district_id in districts]
-            profiles = await self._recipients(
-                connection, (rid for q in known for rid in q.recipient_ids)
-            )
-            points = await read_contact_points(
-                self._db.statements,
-                connection,
-                (
-                    (channel, address)
-                    for profile in profiles.values()
-                    for channel, address in (
-                        (Channel.SMS, profile.phone),
-                        (Channel.EMAIL, profile.email),
-                    )
-                    if address
-                ),
-            )
-            states = await self._conversation_states(connection, {q.conversation_id for q in known})
+        return await self._db.reading(lambda connection: self._contexts(connection, queries))
+
+    def _contexts(
+        self, connection: Connection, queries: Sequence[ContextQuery]
+    ) -> list[RequestContext]:
+        districts = self._districts(connection, {q.district_id for q in queries})
+        known = [q for q in queries if q.district_id in districts]
+        profiles = self._recipients(connection, (rid for q in known for rid in q.recipient_ids))
+        points = read_contact_points(
+            self._db.statements,
+            connection,
+            (
+                (channel, address)
+                for profile in profiles.values()
+                for channel, address in (
+                    (Channel.SMS, profile.phone),
+                    (Channel.EMAIL, profile.email),
+                )
+                if address
+            ),
+        )
+        states = self._conversation_states(connection, {q.conversation_id for q in known})
         contexts = []
         for query in queries:
             district = districts.get(query.district_id)
@@ -201,27 +202,27 @@ class SqlDirectory:
         )
         return bool(result.rowcount)
 
-    # -- read by driver SQL (sql/), on the caller's connection -----------------------------
+    # -- read by driver SQL (sql/), on the caller's connection --------------------------------
 
-    async def _districts(
-        self, connection: AsyncConnection, district_ids: Iterable[str]
+    def _districts(
+        self, connection: Connection, district_ids: Iterable[str]
     ) -> Mapping[str, District]:
         ids = list(dict.fromkeys(district_ids))
-        rows = await self._db.statements.districts(connection, ids) if ids else []
+        rows = self._db.statements.districts(connection, ids) if ids else []
         return {row["id"]: _district_from_row(row) for row in rows}
 
-    async def _recipients(
-        self, connection: AsyncConnection, recipient_ids: Iterable[str]
+    def _recipients(
+        self, connection: Connection, recipient_ids: Iterable[str]
     ) -> Mapping[str, Recipient]:
         ids = list(dict.fromkeys(recipient_ids))
-        rows = await self._db.statements.recipients(connection, ids) if ids else []
+        rows = self._db.statements.recipients(connection, ids) if ids else []
         return {row["id"]: _recipient_from_row(row) for row in rows}
 
-    async def _conversation_states(
-        self, connection: AsyncConnection, conversation_ids: Iterable[str]
+    def _conversation_states(
+        self, connection: Connection, conversation_ids: Iterable[str]
     ) -> Mapping[str, ConversationState]:
         ids = list(dict.fromkeys(conversation_ids))
-        rows = await self._db.statements.conversation_states(connection, ids) if ids else []
+        rows = self._db.statements.conversation_states(connection, ids) if ids else []
         states = (_conversation_state_from_row(row) for row in rows)
         return {state.conversation_id: state for state in states}
 

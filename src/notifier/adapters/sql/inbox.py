@@ -24,9 +24,10 @@ class SqlInbox:
         return await self._copies.write(message)
 
     async def _write_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
-        rows = inbox_rows(messages)
-        async with self._db.engine.begin() as connection:
-            await self._db.statements.insert_inbox_entries(connection, rows, self._db.clock.now())
+        rows, now, statements = inbox_rows(messages), self._db.clock.now(), self._db.statements
+        await self._db.in_transaction(
+            lambda connection: statements.insert_inbox_entries(connection, rows, now)
+        )
         return [message.delivery_id for message in messages]
 
     async def inbox(self, recipient_id: str) -> list[Mapping[str, Any]]:

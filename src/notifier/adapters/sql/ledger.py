@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from notifier.adapters import tables as t
 from notifier.adapters.group_commit import GroupCommit
@@ -65,15 +65,16 @@ class SqlLedger:
             seen.add(record.delivery_id)
         fresh = [_delivery_row(r) for r, first in zip(records, first_copy, strict=True) if first]
         statements = self._db.statements
-        async with self._db.engine.begin() as connection:
-            inserted = await statements.insert_deliveries(connection, fresh, now)
+
+        def claim(connection: Connection) -> list[Claim]:
+            inserted = statements.insert_deliveries(connection, fresh, now)
             is_new = [
                 first and r.delivery_id in inserted
                 for r, first in zip(records, first_copy, strict=True)
             ]
             claimed = [r for r, new in zip(records, is_new, strict=True) if new]
             if claimed:
-                await statements.insert_events(
+                statements.insert_events(
                     connection,
                     [
                         EventRow(
@@ -94,16 +95,20 @@ class SqlLedger:
                 if new and copy is not None
             ]
             if copies:
-                await statements.insert_inbox_entries(connection, inbox_rows(copies), now)
+                statements.insert_inbox_entries(connection, inbox_rows(copies), now)
             earlier = [_triple(r) for r, new in zip(records, is_new, strict=True) if not new]
-            found = await self._count_attempt(connection, earlier) if earlier else {}
-        return [
-            Claim(record=r, is_new=True) if new else Claim(record=found[_triple(r)], is_new=False)
-            for r, new in zip(records, is_new, strict=True)
-        ]
+            found = self._count_attempt(connection, earlier) if earlier else {}
+            return [
+                Claim(record=r, is_new=True)
+                if new
+                else Claim(record=found[_triple(r)], is_new=False)
+                for r, new in zip(records, is_new, strict=True)
+            ]
 
-    async def _count_attempt(
-        self, connection: AsyncConnection, triples: list[Triple]
+        return await self._db.in_transaction(claim)
+
+    def _count_attempt(
+        self, connection: Connection, triples: list[Triple]
     ) -> dict[Triple, DeliveryRecord]:
         """The deliveries claimed before, by (message, recipient, channel). No conflict
         target when claiming: the id is derived from the triple, so a racing copy may trip
@@ -111,7 +116,7 @@ class SqlLedger:
         triple. One still queued was claimed by an attempt that never recorded an outcome:
         it is counted (once, however many copies of it the batch holds), so a send that may
         be a duplicate is known as such."""
-        rows = await self._db.statements.count_attempts(
+        rows = self._db.statements.count_attempts(
             connection, list(dict.fromkeys(triples)), DeliveryStatus.QUEUED.value
         )
         found = (_delivery_from_row(row) for row in rows)
@@ -138,10 +143,14 @@ class SqlLedger:
             )
             for event, _ in outcomes
         ]
-        async with self._db.engine.begin() as connection:
+        statements = self._db.statements
+
+        def record(connection: Connection) -> None:
             # In order: two changes of one delivery in a batch apply as they came.
-            await self._db.statements.apply_outcomes(connection, changes)
-            await self._db.statements.insert_events(connection, history)
+            statements.apply_outcomes(connection, changes)
+            statements.insert_events(connection, history)
+
+        await self._db.in_transaction(record)
         return [None] * len(outcomes)
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Dialect
 
 from notifier.adapters import tables as t
 from notifier.adapters.sql.statements import (
@@ -152,47 +151,47 @@ class PostgresqlStatements:
         self._contact_points = TableReader(t.contact_points, dialect)
         self._conversation_states = TableReader(t.conversation_states, dialect)
 
-    async def insert_deliveries(
-        self, connection: AsyncConnection, rows: Sequence[DeliveryRow], now: datetime
+    def insert_deliveries(
+        self, connection: Connection, rows: Sequence[DeliveryRow], now: datetime
     ) -> set[str]:
         if not rows:
             return set()
         with binding(INSERT_DELIVERIES):
             *columns, sent_at = zip(*rows, strict=True)
             parameters = (*columns, [self._time(v) for v in sent_at], self._time(now))
-        result = await connection.exec_driver_sql(INSERT_DELIVERIES, parameters)
+        result = connection.exec_driver_sql(INSERT_DELIVERIES, parameters)
         return set(result.scalars())
 
-    async def count_attempts(
-        self, connection: AsyncConnection, triples: Sequence[Triple], queued: str
+    def count_attempts(
+        self, connection: Connection, triples: Sequence[Triple], queued: str
     ) -> list[Row]:
         if not triples:
             return []
         columns = tuple(zip(*triples, strict=True))
-        await connection.exec_driver_sql(COUNT_ATTEMPTS, (*columns, queued))
+        connection.exec_driver_sql(COUNT_ATTEMPTS, (*columns, queued))
         # A statement of its own: it sees what a concurrent claim committed meanwhile, as
         # the update did.
-        result = await connection.exec_driver_sql(SELECT_DELIVERIES, columns)
+        result = connection.exec_driver_sql(SELECT_DELIVERIES, columns)
         return self._deliveries.rows(result)
 
-    async def insert_events(self, connection: AsyncConnection, rows: Sequence[EventRow]) -> None:
+    def insert_events(self, connection: Connection, rows: Sequence[EventRow]) -> None:
         if not rows:
             return
         with binding(INSERT_EVENTS):
             *columns, occurred_at = zip(*rows, strict=True)
             parameters = (*columns, [self._time(v) for v in occurred_at])
-        await connection.exec_driver_sql(INSERT_EVENTS, parameters)
+        connection.exec_driver_sql(INSERT_EVENTS, parameters)
 
-    async def insert_inbox_entries(
-        self, connection: AsyncConnection, rows: Sequence[InboxRow], created_at: datetime
+    def insert_inbox_entries(
+        self, connection: Connection, rows: Sequence[InboxRow], created_at: datetime
     ) -> None:
         if not rows:
             return
         with binding(INSERT_INBOX_ENTRIES):
             parameters = (*zip(*rows, strict=True), self._time(created_at))
-        await connection.exec_driver_sql(INSERT_INBOX_ENTRIES, parameters)
+        connection.exec_driver_sql(INSERT_INBOX_ENTRIES, parameters)
 
-    async def apply_outcomes(self, connection: AsyncConnection, rows: Sequence[OutcomeRow]) -> None:
+    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
         # One UPDATE … FROM changes a row once even when the batch names it twice (and which
         # change wins is undefined): a delivery's second change goes in a statement after its
         # first.
@@ -220,10 +219,10 @@ class PostgresqlStatements:
                     segments,
                     encodings,
                 )
-            await connection.exec_driver_sql(APPLY_OUTCOMES, parameters)
+            connection.exec_driver_sql(APPLY_OUTCOMES, parameters)
 
-    async def insert_requests(
-        self, connection: AsyncConnection, rows: Sequence[RequestRow], stored_at: datetime
+    def insert_requests(
+        self, connection: Connection, rows: Sequence[RequestRow], stored_at: datetime
     ) -> None:
         if not rows:
             return
@@ -233,36 +232,30 @@ class PostgresqlStatements:
                 [self._json(row.payload) for row in rows],
                 self._time(stored_at),
             )
-        await connection.exec_driver_sql(INSERT_REQUESTS, parameters)
+        connection.exec_driver_sql(INSERT_REQUESTS, parameters)
 
-    async def districts(self, connection: AsyncConnection, ids: Sequence[str]) -> list[Row]:
+    def districts(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         if not ids:
             return []
-        result = await connection.exec_driver_sql(SELECT_DISTRICTS, (ids,))
+        result = connection.exec_driver_sql(SELECT_DISTRICTS, (ids,))
         return self._districts.rows(result)
 
-    async def recipients(self, connection: AsyncConnection, ids: Sequence[str]) -> list[Row]:
+    def recipients(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         if not ids:
             return []
-        result = await connection.exec_driver_sql(SELECT_RECIPIENTS, (ids,))
+        result = connection.exec_driver_sql(SELECT_RECIPIENTS, (ids,))
         return self._recipients.rows(result)
 
-    async def contact_points(
-        self, connection: AsyncConnection, keys: Sequence[tuple[str, str]]
-    ) -> list[Row]:
+    def contact_points(self, connection: Connection, keys: Sequence[tuple[str, str]]) -> list[Row]:
         if not keys:
             return []
-        result = await connection.exec_driver_sql(
-            SELECT_CONTACT_POINTS, tuple(zip(*keys, strict=True))
-        )
+        result = connection.exec_driver_sql(SELECT_CONTACT_POINTS, tuple(zip(*keys, strict=True)))
         return self._contact_points.rows(result)
 
-    async def conversation_states(
-        self, connection: AsyncConnection, ids: Sequence[str]
-    ) -> list[Row]:
+    def conversation_states(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         if not ids:
             return []
-        result = await connection.exec_driver_sql(SELECT_CONVERSATION_STATES, (ids,))
+        result = connection.exec_driver_sql(SELECT_CONVERSATION_STATES, (ids,))
         return self._conversation_states.rows(result)
 
 

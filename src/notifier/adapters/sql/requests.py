@@ -23,8 +23,10 @@ class SqlSentRequests:
     async def save_requests(self, requests: Sequence[SendRequest]) -> None:
         """Keep each request (the first of its message). One statement for the batch."""
         rows = [RequestRow(r.message_id, _request_to_json(r)) for r in requests]
-        async with self._db.engine.begin() as connection:
-            await self._db.statements.insert_requests(connection, rows, self._db.clock.now())
+        now, statements = self._db.clock.now(), self._db.statements
+        await self._db.in_transaction(
+            lambda connection: statements.insert_requests(connection, rows, now)
+        )
 
     async def load_request(self, message_id: str) -> SendRequest | None:
         row = await self._db.first(

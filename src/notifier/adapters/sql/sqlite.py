@@ -15,8 +15,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Dialect
 
 from notifier.adapters import tables as t
 from notifier.adapters.sql.statements import (
@@ -180,8 +179,8 @@ class SqliteStatements:
         self._contact_points = TableReader(t.contact_points, dialect)
         self._conversation_states = TableReader(t.conversation_states, dialect)
 
-    async def insert_deliveries(
-        self, connection: AsyncConnection, rows: Sequence[DeliveryRow], now: datetime
+    def insert_deliveries(
+        self, connection: Connection, rows: Sequence[DeliveryRow], now: datetime
     ) -> set[str]:
         inserted: set[str] = set()
         for statement, chunk in self._insert_deliveries.chunks(rows):
@@ -192,39 +191,39 @@ class SqliteStatements:
                         (*row[:-1], self._time(row.sent_at), created, created) for row in chunk
                     )
                 )
-            result = await connection.exec_driver_sql(statement, parameters)
+            result = connection.exec_driver_sql(statement, parameters)
             inserted.update(result.scalars())
         return inserted
 
-    async def count_attempts(
-        self, connection: AsyncConnection, triples: Sequence[Triple], queued: str
+    def count_attempts(
+        self, connection: Connection, triples: Sequence[Triple], queued: str
     ) -> list[Row]:
         for statement, chunk in self._count_attempts.chunks(triples):
-            await connection.exec_driver_sql(statement, (*chain.from_iterable(chunk), queued))
+            connection.exec_driver_sql(statement, (*chain.from_iterable(chunk), queued))
         found: list[Row] = []
         for statement, chunk in self._select_deliveries.chunks(triples):
-            result = await connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
+            result = connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
             found += self._deliveries.rows(result)
         return found
 
-    async def insert_events(self, connection: AsyncConnection, rows: Sequence[EventRow]) -> None:
+    def insert_events(self, connection: Connection, rows: Sequence[EventRow]) -> None:
         if not rows:
             return
         with binding(INSERT_EVENTS):
             parameters = [(*row[:-1], self._time(row.occurred_at)) for row in rows]
-        await connection.exec_driver_sql(INSERT_EVENTS, parameters)
+        connection.exec_driver_sql(INSERT_EVENTS, parameters)
 
-    async def insert_inbox_entries(
-        self, connection: AsyncConnection, rows: Sequence[InboxRow], created_at: datetime
+    def insert_inbox_entries(
+        self, connection: Connection, rows: Sequence[InboxRow], created_at: datetime
     ) -> None:
         if not rows:
             return
         with binding(INSERT_INBOX_ENTRIES):
             created = self._time(created_at)
             parameters = [(*row, created) for row in rows]
-        await connection.exec_driver_sql(INSERT_INBOX_ENTRIES, parameters)
+        connection.exec_driver_sql(INSERT_INBOX_ENTRIES, parameters)
 
-    async def apply_outcomes(self, connection: AsyncConnection, rows: Sequence[OutcomeRow]) -> None:
+    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
         if not rows:
             return
         with binding(APPLY_OUTCOMES):
@@ -242,46 +241,42 @@ class SqliteStatements:
                 )
                 for row in rows
             ]
-        await connection.exec_driver_sql(APPLY_OUTCOMES, parameters)
+        connection.exec_driver_sql(APPLY_OUTCOMES, parameters)
 
-    async def insert_requests(
-        self, connection: AsyncConnection, rows: Sequence[RequestRow], stored_at: datetime
+    def insert_requests(
+        self, connection: Connection, rows: Sequence[RequestRow], stored_at: datetime
     ) -> None:
         if not rows:
             return
         with binding(INSERT_REQUESTS):
             stored = self._time(stored_at)
             parameters = [(row.message_id, self._json(row.payload), stored) for row in rows]
-        await connection.exec_driver_sql(INSERT_REQUESTS, parameters)
+        connection.exec_driver_sql(INSERT_REQUESTS, parameters)
 
-    async def districts(self, connection: AsyncConnection, ids: Sequence[str]) -> list[Row]:
+    def districts(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         found: list[Row] = []
         for statement, chunk in self._select_districts.chunks(ids):
-            result = await connection.exec_driver_sql(statement, tuple(chunk))
+            result = connection.exec_driver_sql(statement, tuple(chunk))
             found += self._districts.rows(result)
         return found
 
-    async def recipients(self, connection: AsyncConnection, ids: Sequence[str]) -> list[Row]:
+    def recipients(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         found: list[Row] = []
         for statement, chunk in self._select_recipients.chunks(ids):
-            result = await connection.exec_driver_sql(statement, tuple(chunk))
+            result = connection.exec_driver_sql(statement, tuple(chunk))
             found += self._recipients.rows(result)
         return found
 
-    async def contact_points(
-        self, connection: AsyncConnection, keys: Sequence[tuple[str, str]]
-    ) -> list[Row]:
+    def contact_points(self, connection: Connection, keys: Sequence[tuple[str, str]]) -> list[Row]:
         found: list[Row] = []
         for statement, chunk in self._select_contact_points.chunks(keys):
-            result = await connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
+            result = connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
             found += self._contact_points.rows(result)
         return found
 
-    async def conversation_states(
-        self, connection: AsyncConnection, ids: Sequence[str]
-    ) -> list[Row]:
+    def conversation_states(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         found: list[Row] = []
         for statement, chunk in self._select_conversation_states.chunks(ids):
-            result = await connection.exec_driver_sql(statement, tuple(chunk))
+            result = connection.exec_driver_sql(statement, tuple(chunk))
             found += self._conversation_states.rows(result)
         return found

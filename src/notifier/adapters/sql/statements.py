@@ -10,8 +10,7 @@ from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, CursorResult, Dialect
 
 from notifier.adapters import tables as t
 
@@ -83,59 +82,56 @@ class RequestRow(NamedTuple):
 
 
 class Statements(Protocol):
-    """Each method runs on the caller's connection, in its transaction."""
+    """Each method runs on the caller's connection, in its transaction: synchronous, inside
+    a ``Database.in_transaction`` or ``Database.reading``."""
 
-    async def insert_deliveries(
-        self, connection: AsyncConnection, rows: Sequence[DeliveryRow], now: datetime
+    def insert_deliveries(
+        self, connection: Connection, rows: Sequence[DeliveryRow], now: datetime
     ) -> set[str]:
         """Inserts the deliveries not there yet (by id or by triple), created and updated
         ``now``; returns the ids of those inserted. No id may appear twice."""
         ...
 
-    async def count_attempts(
-        self, connection: AsyncConnection, triples: Sequence[Triple], queued: str
+    def count_attempts(
+        self, connection: Connection, triples: Sequence[Triple], queued: str
     ) -> list[Row]:
         """Adds one to the attempts of those still ``queued``, then reads them all."""
         ...
 
-    async def insert_events(self, connection: AsyncConnection, rows: Sequence[EventRow]) -> None:
+    def insert_events(self, connection: Connection, rows: Sequence[EventRow]) -> None:
         """Inserts the events not there yet."""
         ...
 
-    async def insert_inbox_entries(
-        self, connection: AsyncConnection, rows: Sequence[InboxRow], created_at: datetime
+    def insert_inbox_entries(
+        self, connection: Connection, rows: Sequence[InboxRow], created_at: datetime
     ) -> None:
         """Inserts the entries not there yet (by id or by recipient and message)."""
         ...
 
-    async def apply_outcomes(self, connection: AsyncConnection, rows: Sequence[OutcomeRow]) -> None:
+    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
         """Applies each change in order: two changes of one delivery apply one after the
         other."""
         ...
 
-    async def insert_requests(
-        self, connection: AsyncConnection, rows: Sequence[RequestRow], stored_at: datetime
+    def insert_requests(
+        self, connection: Connection, rows: Sequence[RequestRow], stored_at: datetime
     ) -> None:
         """Keeps the first request of each message."""
         ...
 
-    async def districts(self, connection: AsyncConnection, ids: Sequence[str]) -> list[Row]:
+    def districts(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         """Those of the (distinct) ids that are known."""
         ...
 
-    async def recipients(self, connection: AsyncConnection, ids: Sequence[str]) -> list[Row]:
+    def recipients(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         """Those of the (distinct) ids that are known."""
         ...
 
-    async def contact_points(
-        self, connection: AsyncConnection, keys: Sequence[tuple[str, str]]
-    ) -> list[Row]:
+    def contact_points(self, connection: Connection, keys: Sequence[tuple[str, str]]) -> list[Row]:
         """Those of the (distinct) (channel, address) keys that are known."""
         ...
 
-    async def conversation_states(
-        self, connection: AsyncConnection, ids: Sequence[str]
-    ) -> list[Row]:
+    def conversation_states(self, connection: Connection, ids: Sequence[str]) -> list[Row]:
         """Those of the (distinct) conversation ids that have a state."""
         ...
 
