@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,7 +27,8 @@ from notifier.adapters.sql.database import (
     create_engine,
 )
 from notifier.adapters.sql.requests import _request_to_json
-from notifier.adapters.sql.sqlite import SizedStatement
+from notifier.adapters.sql.sqlite import SizedStatement, sqlite_time
+from notifier.adapters.sql.statements import TIME, value_binder
 from notifier.adapters.store import Storage
 from notifier.domain.model import (
     Channel,
@@ -1211,6 +1213,25 @@ async def test_a_requests_context_reads_as_sqlalchemy_reads_the_same_rows(
     assert context.points[(Channel.EMAIL, "dennis.park@example.org")].since == row.since
     assert row.since == since
     assert frozenset(muted_by) == state.muted_by
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 7, 7, 30, tzinfo=UTC),
+        datetime(2026, 12, 7, 7, 30, 5, 120, tzinfo=UTC),
+        datetime(2026, 3, 8, 1, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(999, 1, 1, 23, 0, tzinfo=timezone(timedelta(hours=-1))),
+        None,
+    ],
+)
+def test_sqlite_times_are_bound_as_sqlalchemy_binds_the_column(moment: datetime | None) -> None:
+    assert sqlite_time(moment) == value_binder(TIME, sqlite.dialect())(moment)
+
+
+def test_sqlite_refuses_a_naive_time_as_the_column_does() -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        sqlite_time(datetime(2026, 12, 7, 7, 30))
 
 
 def test_sqlite_statements_run_over_power_of_two_runs_of_the_batch_in_its_order() -> None:
