@@ -5,7 +5,8 @@ every test on both backends, on a freshly migrated database)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -26,11 +27,12 @@ from notifier.adapters.sql.database import (
     _ping_if_idle,
     create_engine,
 )
-from notifier.adapters.sql.requests import _request_to_json
+from notifier.adapters.sql.requests import _request_from_json, _request_to_json
 from notifier.adapters.sql.sqlite import SizedStatement, sqlite_time
 from notifier.adapters.sql.statements import TIME, value_binder
 from notifier.adapters.store import Storage
 from notifier.domain.model import (
+    Attachment,
     Channel,
     ContactPoint,
     ContactStatus,
@@ -1232,6 +1234,20 @@ def test_sqlite_times_are_bound_as_sqlalchemy_binds_the_column(moment: datetime 
 def test_sqlite_refuses_a_naive_time_as_the_column_does() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         sqlite_time(datetime(2026, 12, 7, 7, 30))
+
+
+def test_a_kept_request_holds_every_field_as_its_dataclass_does_and_reads_back_equal() -> None:
+    request = builders.send_request(
+        attachments=(Attachment("trip.pdf", "https://files.example.org/trip.pdf", 2048),),
+        translations={"es": "Hola"},
+        conversation_title="Field trip",
+    )
+    as_dataclass = asdict(request) | {"created_at": request.created_at.isoformat()}
+
+    kept = _request_to_json(request)
+
+    assert json.dumps(kept) == json.dumps(as_dataclass)
+    assert _request_from_json(json.loads(json.dumps(kept))) == request
 
 
 def test_sqlite_statements_run_over_power_of_two_runs_of_the_batch_in_its_order() -> None:

@@ -3,7 +3,6 @@ driver SQL (``Statements``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -36,9 +35,27 @@ class SqlSentRequests:
 
 
 def _request_to_json(request: SendRequest) -> dict[str, Any]:
-    data = dataclasses.asdict(request)
-    data["created_at"] = request.created_at.isoformat()
-    return data
+    # Field by field rather than dataclasses.asdict, which deep-copies every value on its
+    # way: a batch keeps each of its requests, and asdict was a percent of the service's CPU.
+    sender = request.sender
+    return {
+        "request_id": request.request_id,
+        "message_id": request.message_id,
+        "conversation_id": request.conversation_id,
+        "district_id": request.district_id,
+        "kind": request.kind,
+        "sender": {"id": sender.id, "display_name": sender.display_name, "role": sender.role},
+        "body": request.body,
+        "language": request.language,
+        "translations": dict(request.translations),
+        "attachments": [
+            {"filename": a.filename, "url": a.url, "size_bytes": a.size_bytes}
+            for a in request.attachments
+        ],
+        "recipient_ids": list(request.recipient_ids),
+        "created_at": request.created_at.isoformat(),
+        "conversation_title": request.conversation_title,
+    }
 
 
 def _request_from_json(data: dict[str, Any]) -> SendRequest:
