@@ -1,4 +1,5 @@
-"""The store: one SQL adapter per port (``sql/``), all on one database — SQLite (aiosqlite)
+"""The store: one SQL adapter per port (``sql/``), all on one database — SQLite (aiosqlite;
+the delivery path's transactions on a thread of their own, ``sql.database.SqliteHotPath``)
 embedded, PostgreSQL (asyncpg) in production. Built here once for the composition roots."""
 
 from __future__ import annotations
