@@ -34,12 +34,21 @@ a fifth of the CPU of a busy consumer, whose connections are back in use within
 milliseconds. A connection that sat idle is the one a database restart may have cut."""
 
 
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+"""How long a SQLite writer waits for another's lock before failing "database is locked"."""
+
+
+def _is_sqlite_file(url: sa.URL) -> bool:
+    database = url.database
+    return url.get_backend_name() == "sqlite" and bool(database) and database != ":memory:"
+
+
 def create_engine(url: str, *, pool_size: int = 10, search_path: str | None = None) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        if _is_sqlite_file(parsed):
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     server_settings = {"search_path": search_path} if search_path else {}
@@ -79,7 +88,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -100,7 +109,7 @@ class SqliteHotPath:
         self._engine = sa.create_engine(
             engine.url.set(drivername="sqlite+pysqlite"),
             # Used by the one thread below only, but closed from the loop's at dispose.
-            connect_args={"timeout": 30, "check_same_thread": False},
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             pool_size=1,
             max_overflow=0,
         )
@@ -131,12 +140,8 @@ class Database:
         self.engine = engine
         self.clock = clock
         dialect = engine.dialect.name
-        database = engine.url.database
-        self._sqlite_hot_path = (
-            SqliteHotPath(engine)
-            if dialect == "sqlite" and database and database != ":memory:"
-            else None
-        )
+        # In memory, a second engine would open another, empty database.
+        self._sqlite_hot_path = SqliteHotPath(engine) if _is_sqlite_file(engine.url) else None
         self.insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         """The dialect's INSERT, which has ON CONFLICT (the same on both databases)."""
         self.statements = statements_for(engine.dialect)
