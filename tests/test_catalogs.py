@@ -313,3 +313,32 @@ def test_a_time_that_cannot_be_shown_in_the_zone_is_shown_in_utc(
     shown = GettextCatalogs().format_datetime("en", moment, zone)
 
     assert shown == GettextCatalogs().format_datetime("en", moment, "UTC")
+
+
+def test_remembered_date_lines_answer_for_their_own_language_moment_and_zone() -> None:
+    # Asked in an order that would show a line remembered under too coarse a key.
+    catalogs = GettextCatalogs()
+    morning = datetime(2026, 12, 7, 14, 5, tzinfo=UTC)
+    asked = [
+        ("en", morning, "America/Chicago"),
+        ("es", morning, "America/Chicago"),
+        ("en", morning, "Asia/Tokyo"),
+        ("en", morning.replace(minute=35), "America/Chicago"),
+        ("en", morning, "America/Chicago"),
+    ]
+    lines = [catalogs.format_datetime(*question) for question in asked]
+
+    fresh = [GettextCatalogs().format_datetime(*question) for question in asked]
+    assert lines == fresh
+    assert len(set(lines[:4])) == 4
+    assert lines[0] == "Dec 7, 2026, 8:05\u202fAM"
+
+
+def test_remembered_wording_is_each_tags_own() -> None:
+    catalogs = GettextCatalogs()
+    for tag in ["es", "en", "es-MX", "vi", "en", "es"]:
+        assert catalogs.wording(tag).gettext("Attachments:") == (
+            GettextCatalogs().wording(tag).gettext("Attachments:")
+        )
+    spanish, english = (catalogs.wording(tag).gettext("Attachments:") for tag in ("es", "en"))
+    assert spanish != english
