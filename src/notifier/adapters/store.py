@@ -1,5 +1,5 @@
 """The store: one SQL adapter per port (``sql/``), all on one database — SQLite (aiosqlite;
-the delivery path's transactions on a thread of their own, ``sql.database.SqliteHotPath``)
+the delivery path's transactions on the event loop or a thread, ``sql.database.SqliteHotPath``)
 embedded, PostgreSQL (asyncpg) in production. Built here once for the composition roots."""
 
 from __future__ import annotations

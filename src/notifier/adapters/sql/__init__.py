@@ -8,8 +8,8 @@ written once for its database and run with ``Connection.exec_driver_sql``, which
 the store relies on from SQLAlchemy: its transactions, the pool's invalidation of a dead
 connection and its wrapping of the driver's errors (``Database.refuses_data`` reads them).
 A transaction's statements are one synchronous function (``Database.in_transaction``): on
-PostgreSQL run in the async engine's ``run_sync``, on SQLite whole on a thread of its own
-(``database.SqliteHotPath``).
+PostgreSQL run in the async engine's ``run_sync``, on SQLite whole on the event loop when the
+lock is free, else on a thread (``database.SqliteHotPath``).
 A batch is one statement (PostgreSQL: ``unnest`` of one array per column) or, on SQLite where
 nothing comes back from it, one ``executemany``.
 
