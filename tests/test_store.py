@@ -28,7 +28,7 @@ from notifier.adapters.sql.database import (
     create_engine,
 )
 from notifier.adapters.sql.requests import _request_from_json, _request_to_json
-from notifier.adapters.sql.sqlite import SizedStatement, sqlite_time
+from notifier.adapters.sql.sqlite import RepeatedTimes, SizedStatement, sqlite_time
 from notifier.adapters.sql.statements import TIME, value_binder
 from notifier.adapters.store import Storage
 from notifier.domain.model import (
@@ -1224,11 +1224,21 @@ async def test_a_requests_context_reads_as_sqlalchemy_reads_the_same_rows(
         datetime(2026, 12, 7, 7, 30, 5, 120, tzinfo=UTC),
         datetime(2026, 3, 8, 1, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
         datetime(999, 1, 1, 23, 0, tzinfo=timezone(timedelta(hours=-1))),
+        datetime(999, 1, 1, 23, 0, tzinfo=UTC),
+        datetime(2026, 12, 7, 7, 30, tzinfo=timezone(timedelta(0))),
         None,
     ],
 )
 def test_sqlite_times_are_bound_as_sqlalchemy_binds_the_column(moment: datetime | None) -> None:
     assert sqlite_time(moment) == value_binder(TIME, sqlite.dialect())(moment)
+
+
+def test_repeated_times_answer_each_time_as_the_column_binds_it() -> None:
+    times = RepeatedTimes()
+    first = datetime(2026, 12, 7, 7, 30, tzinfo=UTC)
+    moments = [first, first, datetime(2026, 12, 7, 7, 31, tzinfo=UTC), None, first, None]
+    bind = value_binder(TIME, sqlite.dialect())
+    assert [times(m) for m in moments] == [bind(m) for m in moments]
 
 
 def test_sqlite_refuses_a_naive_time_as_the_column_does() -> None:

@@ -116,9 +116,34 @@ def sqlite_time(value: datetime | None) -> str | None:
     a dict of parts) was a tenth of the SQLite thread's time."""
     if value is None:
         return None
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is UTC:
+        # The clock's own times: their text less its "+00:00", in half the time of
+        # converting them to naive first (2 µs a time on this machine, bound several
+        # times a delivery).
+        return value.isoformat(" ", "microseconds")[:-6]
+    if zone is None:
         raise ValueError("naive datetime given to the store; pass an aware UTC time")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class RepeatedTimes:
+    """``sqlite_time``, answering again at once for the time it was given last: a batch's
+    rows mostly carry one moment (a claim's events, its "now"), the same object each time."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime | None, str | None] = (None, None)
+
+    def __call__(self, value: datetime | None) -> str | None:
+        # One tuple, read and replaced whole: safe from the hot path's thread as well.
+        last = self._last
+        if value is last[0]:
+            return last[1]
+        text = sqlite_time(value)
+        self._last = (value, text)
+        return text
 
 
 class SqliteStatements:
@@ -182,7 +207,7 @@ class SqliteStatements:
             ") AS k CROSS JOIN contact_points AS c "
             "WHERE c.channel = k.column1 AND c.address = k.column2",
         )
-        self._time = sqlite_time
+        self._time = RepeatedTimes()
         self._json = value_binder(JSON, dialect)
         self._deliveries = TableReader(t.deliveries, dialect)
         self._districts = TableReader(t.districts, dialect)
