@@ -116,3 +116,19 @@ async def test_the_wal_the_loop_writes_is_checkpointed_into_the_database_file(
             break
         await asyncio.sleep(0.05)
     assert size_of(database_file) > before + 1_000_000
+
+
+async def test_the_wal_starts_again_while_the_loop_writes_on(
+    hot_path: SqliteHotPath, database_file: Path
+) -> None:
+    # Writes one after another with the loop turning between them, as under load: each
+    # checkpoint runs while the next writes come. The WAL can start again from its
+    # beginning only after a checkpoint that copied all of it; had the writes gone on
+    # during checkpoints, it would hold every one of these 3,000 transactions (12 MB and
+    # more) by the end.
+    body = "x" * 1000
+    for note_id in range(3000):
+        await hot_path.run(insert_note(note_id, body), write=True)
+        await asyncio.sleep(0)
+    assert size_of(database_file.with_name("notifier.db-wal")) < 4_000_000
+    assert len(notes(database_file)) == 3000
