@@ -132,3 +132,30 @@ async def test_the_wal_starts_again_while_the_loop_writes_on(
         await asyncio.sleep(0)
     assert size_of(database_file.with_name("notifier.db-wal")) < 4_000_000
     assert len(notes(database_file)) == 3000
+
+
+async def test_what_waited_on_the_thread_is_checkpointed_too(
+    hot_path: SqliteHotPath, database_file: Path
+) -> None:
+    holder = sqlite3.connect(database_file, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    body = "x" * 1000
+
+    def many(connection: Connection) -> None:
+        connection.exec_driver_sql(
+            "INSERT INTO notes (id, body) VALUES (?, ?)", [(n, body) for n in range(2000)]
+        )
+
+    waiting = asyncio.create_task(hot_path.run(many, write=True))
+    await asyncio.sleep(0.1)
+    before = size_of(database_file)
+    holder.execute("COMMIT")
+    holder.close()
+    await asyncio.wait_for(waiting, timeout=10)
+    # 2 MB in one transaction is under the thread's own automatic checkpoint (1,000 pages):
+    # only the hot path's checkpoint copies it into the file.
+    for _ in range(100):
+        if size_of(database_file) > before + 1_000_000:
+            break
+        await asyncio.sleep(0.05)
+    assert size_of(database_file) > before + 1_000_000
