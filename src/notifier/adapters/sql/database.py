@@ -223,9 +223,11 @@ class SqliteHotPath:
 
     def _wrote(self, loop: asyncio.AbstractEventLoop) -> None:
         self._unchecked = True
-        if self._checkpointing or self._disposed:
-            return
-        if time.monotonic() - self._last_checkpoint >= self._checkpoint_interval:
+        self._checkpoint_if_due(loop)
+
+    def _checkpoint_if_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        due = time.monotonic() - self._last_checkpoint >= self._checkpoint_interval
+        if due and self._unchecked and not self._checkpointing and not self._disposed:
             self._start_checkpoint(loop)
 
     def _start_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -255,11 +257,7 @@ class SqliteHotPath:
         self._on_thread -= 1
         if self._unchecked:
             # Written since: the end of a burst is copied too, with no write after it.
-            loop.call_later(self._checkpoint_interval, self._checkpoint_if_unchecked, loop)
-
-    def _checkpoint_if_unchecked(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._unchecked and not self._checkpointing and not self._disposed:
-            self._start_checkpoint(loop)
+            loop.call_later(self._checkpoint_interval, self._checkpoint_if_due, loop)
 
     def _checkpoint(self) -> None:
         with self._engine.connect() as connection:
