@@ -6,7 +6,6 @@ Adapters implement these (see notifier.adapters); tests use in-memory fakes of t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -36,6 +35,7 @@ from notifier.domain.records import (
     StoredToken,
 )
 from notifier.domain.rendering import Phrasebook
+from notifier.domain.values import value_type
 
 
 class ProviderError(Exception):
@@ -105,7 +105,7 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class InboundText:
     """A text someone sent to one of our numbers: a keyword (STOP, START, HELP) or a reply."""
 
@@ -142,7 +142,7 @@ class SmsWebhooks(Protocol):
     ) -> InboundText: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class InboundEmail:
     """An email someone sent to one of our reply addresses, as the provider parsed it."""
 
@@ -187,7 +187,7 @@ class LanguageDetector(Protocol):
     def detect(self, text: str) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ProviderReceipt:
     provider: str
     provider_message_id: str | None
@@ -463,7 +463,7 @@ class Suppressions(Protocol):
     async def remove(self, address: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Principal:
     """Who is calling the API, as a verified bearer token says."""
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from notifier.domain.lifecycle import IGNORED, Classification, ContactEffect
 from notifier.domain.model import DeliveryStatus, Reason
+from notifier.domain.values import value_type
 
 # --- SendGrid ---------------------------------------------------------------------------------
 
@@ -221,7 +221,7 @@ TWILIO_FAILURE_STATUSES = frozenset({"undelivered", "failed"})
 contract has no "undelivered"."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ErrorCode:
     """One row of a vendor's error-code table: the code, the vendor's title for it and the
     page that says so, and what it means for the delivery and the address."""

@@ -8,7 +8,6 @@ and the rules that apply them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
@@ -21,6 +20,7 @@ from notifier.domain.model import (
     Reason,
     Route,
 )
+from notifier.domain.values import value_type
 
 
 class ContactEffect(StrEnum):
@@ -36,7 +36,7 @@ class ContactEffect(StrEnum):
     """Proof the address works again (a tracked click): the person's own reset."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Classification:
     """A vendor report in the contract's terms."""
 
@@ -55,7 +55,7 @@ class Classification:
         return self.contact_reason or self.reason
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ProviderReport:
     """One thing a provider (or our own timer) tells about a delivery or an address."""
 
@@ -142,7 +142,7 @@ def counts_a_strike(classification: Classification) -> bool:
     return classification.contact is ContactEffect.FAILING_IF_REPEATED
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Transition:
     to: ContactStatus
     from_statuses: frozenset[ContactStatus]
@@ -164,7 +164,7 @@ ADDRESS_TRANSITIONS: Mapping[ContactEffect, Transition] = MappingProxyType(
 statuses (contract: "Contact point status"). From any other status the effect does nothing."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AddressChange:
     """What a report does to its address; nothing when both fields are empty."""
 

@@ -6,9 +6,11 @@ convert one to one. Everything here is immutable and free of I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
+
+from notifier.domain.values import value_type
 
 
 class Channel(StrEnum):
@@ -102,7 +104,7 @@ TERMINAL_STATUSES = frozenset(
 """A delivery in one of these states has had its one attempt; redelivery must not repeat it."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class District:
     id: str
     name: str
@@ -129,7 +131,7 @@ class District:
     Reply-To and replies by email are not taken."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Recipient:
     id: str
     district_id: str
@@ -156,7 +158,7 @@ class ConversationStatus(StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConversationState:
     """What the conversation core says of a conversation: stopped ones take no replies;
     participants who muted it get no texts or emails for it (the app inbox still)."""
@@ -167,7 +169,7 @@ class ConversationState:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ContactPoint:
     """The state of one address. It belongs to the address, not the person: a family
     sharing a full inbox fails over together."""
@@ -185,21 +187,21 @@ class ContactPoint:
         return self.status is ContactStatus.ACTIVE
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Sender:
     id: str
     display_name: str
     role: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Attachment:
     filename: str
     url: str
     size_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SendRequest:
     request_id: str
     message_id: str
@@ -216,21 +218,21 @@ class SendRequest:
     conversation_title: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RenderedSms:
     body: str
     segments: int = 1
     encoding: str = "gsm_7"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RenderedEmail:
     subject: str
     text: str
     html: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class OutboundMessage:
     """Everything a provider needs for one delivery, already rendered."""
 
@@ -250,7 +252,7 @@ class OutboundMessage:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DeliveryEvent:
     event_id: str
     delivery_id: str
@@ -268,7 +270,7 @@ class DeliveryEvent:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReplyAttachment:
     """What was attached to an email reply: a reference only, the content is not kept."""
 
@@ -277,7 +279,7 @@ class ReplyAttachment:
     size_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Reply:
     """A reply that came back by text or email, for the conversation it answers."""
 

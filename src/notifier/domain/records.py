@@ -5,7 +5,6 @@ from the directory. Plain values, so use cases, ports and adapters share them.""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -19,9 +18,10 @@ from notifier.domain.model import (
     Recipient,
     Route,
 )
+from notifier.domain.values import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DeliveryRecord:
     """A delivery as the ledger holds it: one per (message, recipient, channel)."""
 
@@ -47,7 +47,7 @@ class DeliveryRecord:
     """Sends started; above 1, an earlier attempt died with its outcome unknown."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AuditEntry:
     """Who changed what and why; never deleted by the service."""
 
@@ -62,7 +62,7 @@ class AuditEntry:
     outcome: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class StoredEvent:
     """One state change in a delivery's history."""
 
@@ -72,7 +72,7 @@ class StoredEvent:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class StoredToken:
     """An API token as kept: its SHA-256 only."""
 
@@ -83,7 +83,7 @@ class StoredToken:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Claim:
     """The outcome of claiming a delivery: ``is_new`` is False when it was already recorded
     (a redelivered or duplicated request), with the status it had."""
@@ -92,7 +92,7 @@ class Claim:
     is_new: bool
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RequestContext:
     """What a send request needs from the directory, read together: its district (None when
     unknown, and then nothing else is read), the recipients found, their addresses' recorded

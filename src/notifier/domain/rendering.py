@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from html import escape
@@ -35,6 +34,7 @@ from notifier.domain.resolution import (
 )
 from notifier.domain.sms import fit_sms
 from notifier.domain.sms import segments as sms_segments
+from notifier.domain.values import value_type
 
 RIGHT_TO_LEFT_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "ps", "yi", "dv", "ckb"})
 
@@ -59,7 +59,7 @@ class Phrasebook(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Composer:
     """Writes the message each delivery sends: the text, the email or the inbox entry, in
     the person's language."""

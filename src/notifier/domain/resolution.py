@@ -7,7 +7,6 @@ numbers refer to "Resolution rules" in shared/spec/contract.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from notifier.domain.model import (
     Channel,
@@ -20,18 +19,19 @@ from notifier.domain.model import (
     Route,
     SendRequest,
 )
+from notifier.domain.values import value_type
 
 ContactPoints = Mapping[tuple[Channel, str], ContactPoint]
 """Known contact point states by (channel, address); an address not in it is active."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ChannelChoice:
     channel: Channel
     route: Route
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PlannedDelivery:
     """One delivery to make, or one decided not to make (``outcome`` set, nothing is sent)."""
 
@@ -47,14 +47,14 @@ class PlannedDelivery:
         return self.outcome is None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RecipientPlan:
     recipient: Recipient
     language: str
     deliveries: tuple[PlannedDelivery, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class MessageText:
     text: str
     language: str

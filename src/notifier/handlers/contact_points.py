@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
 from notifier.domain.model import Channel, ContactPoint, ContactStatus, Reason
 from notifier.domain.records import AuditEntry
 from notifier.domain.resolution import choose_language, contact_point
+from notifier.domain.values import value_type
 from notifier.ports import AuditLog, Clock, ContactPoints, Directory, ProviderError, Suppressions
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ RESUME_LINK_LIFTS = frozenset({ContactStatus.FAILING})
 (a number) or support's reset (an email), never by a link whoever holds the text can open."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Actor:
     name: str
     """Who: a token's name, or "person" for the address's owner."""
@@ -42,7 +42,7 @@ class Actor:
         return self.name == "person"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ContactPointDependencies:
     contact_points: ContactPoints
     audit: AuditLog
@@ -58,7 +58,7 @@ class SuppressionOutcome(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ResetResult:
     previous: ContactPoint
     suppression: SuppressionOutcome
@@ -123,7 +123,7 @@ async def reset_contact_point(
     return ResetResult(previous, suppression, detail)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ResumeLinkTarget:
     """What the person's resume link finds: the address and who reads the page."""
 

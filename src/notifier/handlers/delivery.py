@@ -35,6 +35,7 @@ from notifier.domain.resolution import (
     recipients_to_notify,
 )
 from notifier.domain.resume_links import make_token
+from notifier.domain.values import value_type
 from notifier.handlers.sending import GuardedLookup, GuardedSender, RetryPolicy, SendGuards
 from notifier.handlers.translations import TranslationSource, Underway, translations
 from notifier.logs import logging_context
@@ -74,7 +75,7 @@ class DeliveryInterrupted(Exception):
     waited for it fail too, so their request is retried as a whole."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ResumeLinks:
     """Issues the signed "use my email again" link carried by the first fallback SMS."""
 
@@ -119,7 +120,7 @@ class InProgress:
     """Machine translations being fetched, shared by the copies of a message in flight."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DeliveryDependencies:
     directory: Directory
     ledger: DeliveryLedger
@@ -173,13 +174,13 @@ class DeliveryDependencies:
         return GuardedLookup(lookup, self.guards)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class UnrecordedOutcome:
     event: DeliveryEvent
     sms_cost: tuple[int, str] | None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RequestReport:
     """What became of each delivery of one request (its latest state)."""
 
@@ -189,7 +190,7 @@ class RequestReport:
     """Deliveries already done by an earlier copy of the request (redelivery or duplicate)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Planned:
     """One delivery of one request, planned and not yet claimed."""
 

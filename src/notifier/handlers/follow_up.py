@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -41,6 +40,7 @@ from notifier.domain.resolution import (
     fallback_channel,
     plan_fallback,
 )
+from notifier.domain.values import value_type
 from notifier.handlers.contact_points import Actor, ContactPointDependencies, reset_contact_point
 from notifier.handlers.delivery import (
     DeliveryDependencies,
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 OUR_TIMER = "notifier"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class FollowUpPolicy:
     strikes_to_fail: int = 3
     """Repeated failures (an unreachable handset, long deferrals) that mark an address."""
@@ -68,7 +68,7 @@ class FollowUpPolicy:
     overdue."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class FollowUpDependencies:
     delivery: DeliveryDependencies
     contact_points: ContactPointDependencies

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -21,6 +21,7 @@ from notifier.domain.model import (
 from notifier.domain.records import DeliveryRecord
 from notifier.domain.reply_addresses import InvalidReplyAddress, delivery_of
 from notifier.domain.resolution import choose_language
+from notifier.domain.values import value_type
 from notifier.handlers.translations import TranslationSource, translations
 from notifier.ports import (
     Catalogs,
@@ -48,7 +49,7 @@ _CLOSING_NOTICES = "closing-notice"
 """Provider-event namespace remembering who was told a conversation is closed."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReplyPolicy:
     window: timedelta = timedelta(days=7)
     """A text answers the last notification its phone got within this time."""
@@ -57,7 +58,7 @@ class ReplyPolicy:
     max_chars: int = 1600
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReplyDependencies:
     directory: Directory
     ledger: DeliveryLedger
@@ -81,7 +82,7 @@ class ReplyDependencies:
     translator: Translator | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class InboundReply:
     """A text or email someone sent back, before we know what it answers."""
 
@@ -111,7 +112,7 @@ class ReplyOutcome(StrEnum):
     EMPTY = "empty"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReplyResult:
     outcome: ReplyOutcome
     answer: str | None = None

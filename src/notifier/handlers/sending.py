@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from tenacity import (
@@ -22,6 +21,7 @@ from tenacity import (
 
 from notifier.domain.circuit import CircuitBreaker
 from notifier.domain.model import Channel, OutboundMessage, Reason
+from notifier.domain.values import value_type
 from notifier.ports import (
     ChannelSender,
     Clock,
@@ -39,7 +39,7 @@ from notifier.ports import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RetryPolicy:
     attempts: int
     max_seconds: float
@@ -47,7 +47,7 @@ class RetryPolicy:
     longest_wait_seconds: float = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SendGuards:
     """What a provider call waits for and is counted by, shared by every channel."""
 
@@ -62,7 +62,7 @@ class SendGuards:
     """Per channel: the provider's rate limit, waited for before each call."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GuardedSender:
     """A ChannelSender behind the guards. Raises the provider's typed errors after the
     retries (``ProviderUnavailableError`` while its circuit is open)."""
@@ -133,7 +133,7 @@ class GuardedSender:
             metrics.circuit_changed(self.provider, is_open=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GuardedLookup:
     """A provider's list of what it took, asked in an in-flight slot and asked again when it
     could not answer. Unlike a send, any failure may be retried (a read takes no effect):

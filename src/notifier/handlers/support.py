@@ -5,18 +5,18 @@ plain-language reason for its channel. The API and the console render the same v
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from notifier.domain.explanations import contact_point_badge, explain_route
 from notifier.domain.model import Channel, ContactPoint, District, Recipient
 from notifier.domain.records import DeliveryRecord, StoredEvent
 from notifier.domain.resolution import contact_point
+from notifier.domain.values import value_type
 from notifier.ports import ContactPoints, DeliveryHistory, DeliveryLedger, Directory
 
 DEFAULT_TIMEZONE = "UTC"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SupportReads:
     """What the support views read."""
 
@@ -26,14 +26,14 @@ class SupportReads:
     history: DeliveryHistory
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ContactPointView:
     point: ContactPoint
     badge: str
     """e.g. "failing: mailbox full since Nov 3, 07:42"."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DeliveryView:
     record: DeliveryRecord
     history: tuple[StoredEvent, ...]
@@ -41,14 +41,14 @@ class DeliveryView:
     """e.g. "email failing since Nov 3, 07:42 — mailbox full — so sent by text"."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RecipientView:
     recipient: Recipient
     contact_points: tuple[ContactPointView, ...]
     deliveries: tuple[DeliveryView, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AddressView:
     contact_point: ContactPointView
     used_by: tuple[Recipient, ...]

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 
+from notifier.domain.values import value_type
 from notifier.ports import Metrics, ProviderError, TranslationCache, Translator
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class TranslationSource:
     key: str
     """What the translations are kept under: the message id, or the reply id."""
