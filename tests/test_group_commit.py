@@ -127,3 +127,26 @@ async def test_writes_go_on_after_a_failed_batch() -> None:
     writer.down = False
 
     assert await commit.write("b") == "B"
+
+
+async def test_write_all_joins_the_pending_writes_and_returns_its_results_in_order() -> None:
+    writer = RecordingWriter()
+    commit = group(writer)
+
+    alone = asyncio.create_task(commit.write("a"))
+    await asyncio.sleep(0)  # the single write is pending, its transaction not yet begun
+    together = await commit.write_all(["b", "c", "d"])
+
+    assert (await alone, together) == ("A", ["B", "C", "D"])
+    assert writer.batches == [["a", "b", "c", "d"]]
+
+
+async def test_write_all_raises_the_first_failure_once_every_item_is_written() -> None:
+    writer = RecordingWriter()
+    commit = group(writer)
+
+    with pytest.raises(RefusedValue):
+        await commit.write_all(["a", "bad", "c"])
+
+    # The refused batch was written again item by item: the good items are in.
+    assert writer.batches == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]

@@ -272,6 +272,12 @@ class DeliveryLedger(Protocol):
         transaction (an inbox copy is one row and one event, recorded as sent)."""
         ...
 
+    async def claim_deliveries(
+        self, claims: Sequence[tuple[DeliveryRecord, OutboundMessage | None]]
+    ) -> list[Claim]:
+        """``claim_delivery`` of each (record, inbox copy), the claims in order."""
+        ...
+
     async def record_event(
         self, event: DeliveryEvent, *, sms_cost: tuple[int, str] | None = None
     ) -> None:

@@ -236,6 +236,11 @@ class MemoryLedger:
             await self.inbox.write_inbox(inbox_copy)
         return Claim(record, is_new=True)
 
+    async def claim_deliveries(
+        self, claims: Sequence[tuple[DeliveryRecord, OutboundMessage | None]]
+    ) -> list[Claim]:
+        return [await self.claim_delivery(record, inbox_copy=copy) for record, copy in claims]
+
     async def record_event(
         self, event: DeliveryEvent, *, sms_cost: tuple[int, str] | None = None
     ) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -45,9 +45,25 @@ class GroupCommit(Generic[ItemT, ResultT]):
     async def write(self, item: ItemT) -> ResultT:
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        self._start_writer()
+        return await future
+
+    async def write_all(self, items: Sequence[ItemT]) -> list[ResultT]:
+        """Each item as if by its own ``write``, without a task each: the results in order,
+        once all are written; the first failure is raised only then."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[ResultT]] = [loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
+        self._start_writer()
+        settled = await asyncio.gather(*futures, return_exceptions=True)
+        for result in settled:
+            if isinstance(result, BaseException):
+                raise result
+        return cast(list[ResultT], settled)
+
+    def _start_writer(self) -> None:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_pending())
-        return await future
 
     async def _write_pending(self) -> None:
         try:

@@ -436,11 +436,11 @@ async def _deliver_fresh(work: Sequence[_Planned], deps: DeliveryDependencies) -
         if _is_inbox_copy(work[index].planned)
     }
     now = deps.clock.now()
-    claims = await _all_settled(
+    claims = await deps.ledger.claim_deliveries(
         [
-            deps.ledger.claim_delivery(_as_copied(work[index].record, now), inbox_copy=copy)
+            (_as_copied(work[index].record, now), copy)
             if (copy := copies.get(index)) is not None
-            else deps.ledger.claim_delivery(work[index].record)
+            else (work[index].record, None)
             for index in claiming
         ]
     )

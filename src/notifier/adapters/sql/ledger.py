@@ -50,6 +50,11 @@ class SqlLedger:
     ) -> Claim:
         return await self._claims.write((record, inbox_copy))
 
+    async def claim_deliveries(
+        self, claims: Sequence[tuple[DeliveryRecord, OutboundMessage | None]]
+    ) -> list[Claim]:
+        return await self._claims.write_all(claims)
+
     async def _claim_many(
         self, claims: Sequence[tuple[DeliveryRecord, OutboundMessage | None]]
     ) -> list[Claim]:
