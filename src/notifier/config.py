@@ -66,7 +66,11 @@ class KafkaSettings(BaseModel):
         100, ge=1, description="Most send requests taken and committed as one batch."
     )
     batch_timeout_ms: int = Field(
-        100, ge=1, description="Longest wait for a batch to fill before processing it."
+        10,
+        ge=1,
+        description="How long a fetch waits when no record has arrived; FastStream then "
+        "pauses as long again before the next, so a request reaching a caught-up consumer "
+        "can wait up to twice this. Records already there are taken at once.",
     )
     max_open_batches: int = Field(
         4,
