@@ -34,19 +34,10 @@ from pathlib import Path
 
 import orjson
 
+from bench.load import Topics
 from bench.population import RequestFactory, build_directory
 from bench.processes import REPO
 
-TOPIC_KINDS = (
-    "SEND_REQUESTS",
-    "RECIPIENTS",
-    "DISTRICTS",
-    "CONVERSATION_STATE",
-    "DELIVERY_EVENTS",
-    "DEAD_LETTER",
-    "REPLIES",
-)
-"""Every NOTIFIER_KAFKA_<KIND>_TOPIC: each worker on topics of its own."""
 WARM_UP_BATCHES = 5
 REQUESTS_PER_BATCH = 100
 
@@ -84,7 +75,7 @@ async def _worker(port: int) -> None:
             "NOTIFIER_SENDGRID_API_BASE_URL": f"http://127.0.0.1:{port + 1}",
             "NOTIFIER_SENDGRID_API_KEY": "SG.bench-key.bench-secret",
         }
-        | {f"NOTIFIER_KAFKA_{kind}_TOPIC": f"lockstep-{run}-{kind.lower()}" for kind in TOPIC_KINDS}
+        | Topics(f"lockstep-{run}-").env()
     )
     # The version under test: imported only now, from the PYTHONPATH its driver gave.
     from notifier.bootstrap import migrate_database, open_container

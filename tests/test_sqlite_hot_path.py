@@ -43,6 +43,15 @@ def size_of(path: Path) -> int:
     return path.stat().st_size
 
 
+async def grows_past(path: Path, size: int) -> bool:
+    """Whether the file grows past ``size`` within five seconds (checkpoints run apart)."""
+    for _ in range(100):
+        if size_of(path) > size:
+            return True
+        await asyncio.sleep(0.05)
+    return size_of(path) > size
+
+
 def notes(database_file: Path) -> list[int]:
     with sqlite3.connect(database_file) as connection:
         return [row[0] for row in connection.execute("SELECT id FROM notes ORDER BY id")]
@@ -111,11 +120,7 @@ async def test_the_wal_the_loop_writes_is_checkpointed_into_the_database_file(
         await hot_path.run(insert_note(note_id, body), write=True)
     # The loop's connection never checkpoints itself (wal_autocheckpoint=0): only the
     # checkpoints it hands to its thread can grow the database file by these 2 MB.
-    for _ in range(100):
-        if size_of(database_file) > before + 1_000_000:
-            break
-        await asyncio.sleep(0.05)
-    assert size_of(database_file) > before + 1_000_000
+    assert await grows_past(database_file, before + 1_000_000)
 
 
 async def test_the_wal_starts_again_while_the_loop_writes_on(
@@ -154,8 +159,4 @@ async def test_what_waited_on_the_thread_is_checkpointed_too(
     await asyncio.wait_for(waiting, timeout=10)
     # 2 MB in one transaction is under the thread's own automatic checkpoint (1,000 pages):
     # only the hot path's checkpoint copies it into the file.
-    for _ in range(100):
-        if size_of(database_file) > before + 1_000_000:
-            break
-        await asyncio.sleep(0.05)
-    assert size_of(database_file) > before + 1_000_000
+    assert await grows_past(database_file, before + 1_000_000)
