@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -148,6 +149,26 @@ async def test_migrations_create_the_schema_the_tables_declare(store: Storage) -
 
     async with store.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
+
+
+async def test_a_delivery_history_survives_the_migrations_down_and_up_again(store: Storage) -> None:
+    # 0009 rebuilds delivery_events on SQLite (keyed by delivery, without rowid), and both
+    # ways must carry the rows across.
+    record = delivery_record()
+    await store.ledger.claim_delivery(record)
+    await store.ledger.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=T0))
+
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+
+    async with store.engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    await migrate(store.engine)
+
+    history = (await store.ledger.event_history([record.delivery_id]))[record.delivery_id]
+    assert sorted(event.status.value for event in history) == ["queued", "sent"]
 
 
 async def test_text_postgresql_cannot_hold_is_refused_as_the_inputs_fault() -> None:

@@ -236,6 +236,9 @@ class SqlLedger:
                 t.deliveries.c.channel == channel.value,
                 t.deliveries.c.status == status.value,
                 t.deliveries.c.sent_at < sent_before,
+                # The partial index's own condition, word for word (no parameter): so both
+                # planners may use it. Inbox copies, without an address, are never overdue.
+                t.deliveries.c.address.is_not(None),
             )
             .order_by(t.deliveries.c.sent_at)
             .limit(limit)
