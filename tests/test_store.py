@@ -152,11 +152,12 @@ async def test_migrations_create_the_schema_the_tables_declare(store: Storage) -
 
 
 async def test_a_delivery_history_survives_the_migrations_down_and_up_again(store: Storage) -> None:
-    # 0009 rebuilds delivery_events on SQLite (keyed by delivery, without rowid), and both
+    # 0009 and 0010 rebuild delivery_events and app_inbox on SQLite (new keys), and both
     # ways must carry the rows across.
     record = delivery_record()
     await store.ledger.claim_delivery(record)
     await store.ledger.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=T0))
+    await store.inbox.write_inbox(inbox_message())
 
     def downgrade(connection: Connection) -> None:
         config = alembic_config()
@@ -169,6 +170,8 @@ async def test_a_delivery_history_survives_the_migrations_down_and_up_again(stor
 
     history = (await store.ledger.event_history([record.delivery_id]))[record.delivery_id]
     assert sorted(event.status.value for event in history) == ["queued", "sent"]
+    (entry,) = await store.inbox.inbox("guardian-9")
+    assert entry["message_id"] == inbox_message().message_id
 
 
 async def test_text_postgresql_cannot_hold_is_refused_as_the_inputs_fault() -> None:
