@@ -47,7 +47,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _worker(port: int) -> None:
+async def _worker(port: int, warm_up: int) -> None:
     """One version's side: set up, then a batch for every "go" line on stdin, answering
     with its CPU seconds and its texts and emails."""
     run = uuid.uuid4().hex[:8]
@@ -122,7 +122,7 @@ async def _worker(port: int) -> None:
             )
             return spent, sends
 
-        for _ in range(WARM_UP_BATCHES):
+        for _ in range(warm_up):
             await batch()
         print("ready", flush=True)
         loop = asyncio.get_running_loop()
@@ -157,22 +157,30 @@ def _git(*arguments: str) -> None:
     subprocess.run([git, *arguments], cwd=REPO, check=True)  # noqa: S603 (our own arguments)
 
 
-def _drive(revisions: list[str], batches: int) -> None:
+def _drive(revisions: list[str], batches: int, warm_up: int) -> None:
     checkouts = [_checkout(revision, n) for n, revision in enumerate(revisions)]
     try:
-        _compare(revisions, [c / "src" if c else REPO / "src" for c in checkouts], batches)
+        _compare(revisions, [c / "src" if c else REPO / "src" for c in checkouts], batches, warm_up)
     finally:
         for checkout in checkouts:
             _remove(checkout)
 
 
-def _compare(revisions: list[str], sources: list[Path], batches: int) -> None:
+def _compare(revisions: list[str], sources: list[Path], batches: int, warm_up: int) -> None:
     workers = []
     for n, source in enumerate(sources):
         environment = os.environ | {"PYTHONPATH": str(source)}
         workers.append(
             subprocess.Popen(  # noqa: S603 (this interpreter, this module)
-                [sys.executable, "-m", "bench.lockstep", "--worker", str(18_400 + 10 * n)],
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.lockstep",
+                    "--worker",
+                    str(18_400 + 10 * n),
+                    "--warm-up",
+                    str(warm_up),
+                ],
                 cwd=REPO,
                 env=environment,
                 stdin=subprocess.PIPE,
@@ -217,16 +225,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("revisions", nargs="*", help="A and B: git revisions, or . (the tree)")
     parser.add_argument("--batches", type=int, default=80, help="paired batches measured")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=WARM_UP_BATCHES,
+        metavar="N",
+        help="batches each side runs first, unmeasured: some hundreds grow its database to "
+        "make bench's size, where index and page-cache changes show",
+    )
     parser.add_argument("--worker", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         import uvloop
 
-        uvloop.run(_worker(args.worker))
+        uvloop.run(_worker(args.worker, args.warm_up))
         return
     if len(args.revisions) != 2:
         parser.error("give two revisions, A and B")
-    _drive(args.revisions, args.batches)
+    _drive(args.revisions, args.batches, args.warm_up)
 
 
 if __name__ == "__main__":
