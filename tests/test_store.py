@@ -151,7 +151,9 @@ async def test_migrations_create_the_schema_the_tables_declare(store: Storage) -
         assert await connection.run_sync(differences) == []
 
 
-async def test_a_delivery_history_survives_the_migrations_down_and_up_again(store: Storage) -> None:
+async def test_events_and_inbox_entries_survive_the_migrations_down_and_up_again(
+    store: Storage,
+) -> None:
     # 0009 and 0010 rebuild delivery_events and app_inbox on SQLite (new keys), and both
     # ways must carry the rows across.
     record = delivery_record()
