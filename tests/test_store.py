@@ -49,6 +49,7 @@ from notifier.domain.model import (
 )
 from notifier.domain.records import ContextQuery, DeliveryRecord
 from notifier.handlers.delivery import event_for as delivery_event_for
+from notifier.ports import UnknownDeliveryError
 from tests import builders
 from tests.builders import RECIPIENT_UPDATED_AT, delivery_record, outbound_message, recipient
 from tests.conftest import postgres_url
@@ -159,6 +160,8 @@ async def test_events_and_inbox_entries_survive_the_migrations_down_and_up_again
     record = delivery_record()
     await store.ledger.claim_delivery(record)
     await store.ledger.record_event(event_for(record, DeliveryStatus.SENT, occurred_at=T0))
+    # Kept as an event (a claim and a send are read off the row): the one to carry across.
+    await store.ledger.record_event(event_for(record, DeliveryStatus.DELIVERED, occurred_at=T0))
     await store.inbox.write_inbox(inbox_message())
 
     def downgrade(connection: Connection) -> None:
@@ -170,8 +173,10 @@ async def test_events_and_inbox_entries_survive_the_migrations_down_and_up_again
         await connection.run_sync(downgrade)
     await migrate(store.engine)
 
-    history = (await store.ledger.event_history([record.delivery_id]))[record.delivery_id]
-    assert sorted(event.status.value for event in history) == ["queued", "sent"]
+    stored = await store.ledger.delivery(record.delivery_id)
+    assert stored is not None
+    history = (await store.ledger.event_history([stored]))[record.delivery_id]
+    assert sorted(event.status.value for event in history) == ["delivered", "queued", "sent"]
     (entry,) = await store.inbox.inbox("guardian-9")
     assert entry["message_id"] == inbox_message().message_id
 
@@ -737,9 +742,10 @@ async def test_recording_the_same_event_twice_is_harmless(store: Storage) -> Non
     record = delivery_record()
     await store.ledger.claim_delivery(record)
     sent = event_for(record, DeliveryStatus.SENT, occurred_at=T0)
+    delivered = event_for(record, DeliveryStatus.DELIVERED, occurred_at=T0 + timedelta(seconds=1))
 
-    await store.ledger.record_event(sent)
-    await store.ledger.record_event(sent)
+    for event in (sent, sent, delivered, delivered):
+        await store.ledger.record_event(event)
 
     async with store.engine.connect() as connection:
         rows = await connection.execute(
@@ -747,9 +753,12 @@ async def test_recording_the_same_event_twice_is_harmless(store: Storage) -> Non
             .where(t.delivery_events.c.delivery_id == record.delivery_id)
             .order_by(t.delivery_events.c.occurred_at)
         )
-        assert sorted(rows.scalars().all()) == ["queued", "sent"]
+        # The claim and the send are facts of the row (domain.history), not kept.
+        assert rows.scalars().all() == ["delivered"]
     (stored,) = await store.ledger.deliveries_of_message("msg-1042")
-    assert stored.status is DeliveryStatus.SENT
+    assert stored.status is DeliveryStatus.DELIVERED
+    history = (await store.ledger.event_history([stored]))[stored.delivery_id]
+    assert sorted(event.status.value for event in history) == ["delivered", "queued", "sent"]
 
 
 async def test_deliveries_of_an_unknown_message_are_empty(store: Storage) -> None:
@@ -998,7 +1007,7 @@ async def test_changes_of_one_delivery_in_one_batch_apply_in_their_order(
         sent_at,
     )
     assert (stored.provider, stored.provider_message_id) == ("twilio", "SM1")
-    history = (await store.ledger.event_history([record.delivery_id]))[record.delivery_id]
+    history = (await store.ledger.event_history([stored]))[record.delivery_id]
     assert [event.status for event in history] == [
         DeliveryStatus.QUEUED,
         DeliveryStatus.SENT,
@@ -1031,7 +1040,7 @@ async def test_an_outcome_of_an_unknown_delivery_fails_alone(store: Storage) -> 
     )
 
     assert results[0] is None
-    assert isinstance(results[1], sa.exc.IntegrityError)
+    assert isinstance(results[1], UnknownDeliveryError)
     stored = await store.ledger.delivery(known.delivery_id)
     assert stored is not None
     assert stored.status is DeliveryStatus.SENT

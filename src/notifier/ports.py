@@ -38,6 +38,11 @@ from notifier.domain.rendering import Phrasebook
 from notifier.domain.values import value_type
 
 
+class UnknownDeliveryError(LookupError):
+    """An outcome recorded for a delivery the ledger has never claimed: a fault upstream,
+    refused alone (the outcomes recorded with it are kept)."""
+
+
 class ProviderError(Exception):
     """A provider did not accept a message. Subclasses say what to do about it."""
 
@@ -343,7 +348,12 @@ class DeliveryHistory(Protocol):
         """Newest first, for one recipient and/or one address."""
         ...
 
-    async def event_history(self, delivery_ids: Iterable[str]) -> dict[str, list[StoredEvent]]: ...
+    async def event_history(
+        self, records: Iterable[DeliveryRecord]
+    ) -> dict[str, list[StoredEvent]]:
+        """Each delivery's events, oldest first, by delivery id: ``records`` as the ledger
+        holds them, their claims and sends read off them (``domain.history``)."""
+        ...
 
 
 class SentRequests(Protocol):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from notifier.domain.identity import event_id_for
+from notifier.domain.history import delivery_history, is_told_by_row
 from notifier.domain.model import (
     Channel,
     ContactPoint,
@@ -34,7 +34,7 @@ from notifier.domain.records import (
     StoredEvent,
     StoredToken,
 )
-from notifier.ports import Clock
+from notifier.ports import Clock, UnknownDeliveryError
 
 Key = tuple[Channel, str]
 OPEN = (DeliveryStatus.SENT, DeliveryStatus.DEFERRED)
@@ -227,11 +227,7 @@ class MemoryLedger:
         self.deliveries[record.delivery_id] = replace(
             record, created_at=now, updated_at=now, attempts=1
         )
-        self._keep(
-            event_id_for(record.delivery_id, record.status),
-            record.delivery_id,
-            StoredEvent(record.status, record.reason, record.provider, now),
-        )
+        # Its claim is a fact of the row, as in the SQL ledger (domain.history).
         if inbox_copy is not None:
             await self.inbox.write_inbox(inbox_copy)
         return Claim(record, is_new=True)
@@ -245,25 +241,25 @@ class MemoryLedger:
         self, event: DeliveryEvent, *, sms_cost: tuple[int, str] | None = None
     ) -> None:
         stored = self.deliveries.get(event.delivery_id)
-        if stored is not None:
-            self.deliveries[event.delivery_id] = replace(
-                stored,
-                status=event.status,
-                reason=event.reason,
-                updated_at=event.occurred_at,
-                provider=event.provider or stored.provider,
-                provider_message_id=event.provider_message_id or stored.provider_message_id,
-                sent_at=event.occurred_at
-                if event.status is DeliveryStatus.SENT
-                else stored.sent_at,
-            )
-            if sms_cost is not None:
-                self.sms_costs[event.delivery_id] = sms_cost
-        self._keep(
-            event.event_id,
-            event.delivery_id,
-            StoredEvent(event.status, event.reason, event.provider, event.occurred_at),
+        if stored is None:
+            raise UnknownDeliveryError(f"outcome of no claimed delivery {event.delivery_id}")
+        self.deliveries[event.delivery_id] = replace(
+            stored,
+            status=event.status,
+            reason=event.reason,
+            updated_at=event.occurred_at,
+            provider=event.provider or stored.provider,
+            provider_message_id=event.provider_message_id or stored.provider_message_id,
+            sent_at=event.occurred_at if event.status is DeliveryStatus.SENT else stored.sent_at,
         )
+        if sms_cost is not None:
+            self.sms_costs[event.delivery_id] = sms_cost
+        if not is_told_by_row(event.status):
+            self._keep(
+                event.event_id,
+                event.delivery_id,
+                StoredEvent(event.status, event.reason, event.provider, event.occurred_at),
+            )
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
         return self.deliveries.get(delivery_id)
@@ -345,14 +341,20 @@ class MemoryLedger:
         found.sort(key=lambda d: d.created_at or datetime.min, reverse=True)
         return found[offset : offset + limit]
 
-    async def event_history(self, delivery_ids: Iterable[str]) -> dict[str, list[StoredEvent]]:
-        history: dict[str, list[StoredEvent]] = {delivery_id: [] for delivery_id in delivery_ids}
+    async def event_history(
+        self, records: Iterable[DeliveryRecord]
+    ) -> dict[str, list[StoredEvent]]:
+        by_id = {record.delivery_id: record for record in records}
+        kept: dict[str, list[StoredEvent]] = {delivery_id: [] for delivery_id in by_id}
         for _, (delivery_id, event) in sorted(
             self.events.items(), key=lambda item: (item[1][1].occurred_at, item[0])
         ):
-            if delivery_id in history:
-                history[delivery_id].append(event)
-        return history
+            if delivery_id in kept:
+                kept[delivery_id].append(event)
+        return {
+            delivery_id: delivery_history(record, kept[delivery_id])
+            for delivery_id, record in by_id.items()
+        }
 
     def _keep(self, event_id: str, delivery_id: str, event: StoredEvent) -> None:
         self.events.setdefault(event_id, (delivery_id, event))

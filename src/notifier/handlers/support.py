@@ -110,7 +110,7 @@ async def message_deliveries(
 async def _delivery_views(
     reads: SupportReads, records: Sequence[DeliveryRecord], timezone: str
 ) -> tuple[DeliveryView, ...]:
-    history = await reads.history.event_history(r.delivery_id for r in records)
+    history = await reads.history.event_history(records)
     people = await reads.directory.recipients({r.recipient_id for r in records if r.fallback_from})
     replaced = {
         record.delivery_id: _replaced(record, records, people)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from notifier.adapters.sql import statements_for
-from notifier.ports import Clock
+from notifier.ports import Clock, UnknownDeliveryError
 
 ResultT = TypeVar("ResultT")
 
@@ -324,9 +324,11 @@ class Database:
         )
 
     def isolates(self, error: BaseException) -> bool:
-        """For a group commit: one item's value, or one item racing a write elsewhere, is
-        worth trying each alone."""
-        return self.refuses_data(error) or isinstance(error, sa_exc.IntegrityError)
+        """For a group commit: one item's value, one item racing a write elsewhere, or one
+        outcome of a delivery never claimed, is worth trying each alone."""
+        return self.refuses_data(error) or isinstance(
+            error, sa_exc.IntegrityError | UnknownDeliveryError
+        )
 
     def refuses_data(self, error: BaseException) -> bool:
         if isinstance(error, sa_exc.DataError):

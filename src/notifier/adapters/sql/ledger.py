@@ -17,7 +17,7 @@ from notifier.adapters.group_commit import GroupCommit
 from notifier.adapters.sql.database import ColumnValues, Database
 from notifier.adapters.sql.inbox import inbox_rows
 from notifier.adapters.sql.statements import DeliveryRow, EventRow, OutcomeRow, Triple
-from notifier.domain.identity import event_id_for
+from notifier.domain.history import delivery_history, is_told_by_row
 from notifier.domain.model import (
     Channel,
     DeliveryEvent,
@@ -27,6 +27,7 @@ from notifier.domain.model import (
     Route,
 )
 from notifier.domain.records import Claim, DeliveryRecord, StoredEvent
+from notifier.ports import UnknownDeliveryError
 
 OUTCOME_LINGER_SECONDS = 0.003
 """How long the first provider answer waits for others to share its transaction. Answers
@@ -77,23 +78,6 @@ class SqlLedger:
                 first and r.delivery_id in inserted
                 for r, first in zip(records, first_copy, strict=True)
             ]
-            claimed = [r for r, new in zip(records, is_new, strict=True) if new]
-            if claimed:
-                statements.insert_events(
-                    connection,
-                    [
-                        EventRow(
-                            event_id_for(r.delivery_id, r.status),
-                            r.delivery_id,
-                            r.status.value,
-                            r.reason.value if r.reason else None,
-                            r.provider,
-                            r.provider_message_id,
-                            now,
-                        )
-                        for r in claimed
-                    ],
-                )
             copies = [
                 copy
                 for (_, copy), new in zip(claims, is_new, strict=True)
@@ -136,7 +120,8 @@ class SqlLedger:
         self, outcomes: Sequence[tuple[DeliveryEvent, tuple[int, str] | None]]
     ) -> list[None]:
         changes = [_outcome_row(event, cost) for event, cost in outcomes]
-        history = [
+        # A send is its row's sent_at and provider (history.py): not kept twice.
+        kept = [
             EventRow(
                 event.event_id,
                 event.delivery_id,
@@ -147,13 +132,19 @@ class SqlLedger:
                 event.occurred_at,
             )
             for event, _ in outcomes
+            if not is_told_by_row(event.status)
         ]
         statements = self._db.statements
 
         def record(connection: Connection) -> None:
             # In order: two changes of one delivery in a batch apply as they came.
-            statements.apply_outcomes(connection, changes)
-            statements.insert_events(connection, history)
+            changed = statements.apply_outcomes(connection, changes)
+            if changed < len(changes):
+                # Tried again each alone (database.isolates): only that one fails.
+                raise UnknownDeliveryError(
+                    f"{len(changes) - changed} of {len(changes)} outcomes of no claimed delivery"
+                )
+            statements.insert_events(connection, kept)
 
         await self._db.in_transaction(record)
         return [None] * len(outcomes)
@@ -269,26 +260,30 @@ class SqlLedger:
             .offset(offset)
         )
 
-    async def event_history(self, delivery_ids: Iterable[str]) -> dict[str, list[StoredEvent]]:
-        ids = list(dict.fromkeys(delivery_ids))
-        history: dict[str, list[StoredEvent]] = {delivery_id: [] for delivery_id in ids}
-        if not ids:
-            return history
-        rows = await self._db.rows(
-            sa.select(t.delivery_events)
-            .where(t.delivery_events.c.delivery_id.in_(ids))
-            .order_by(t.delivery_events.c.occurred_at, t.delivery_events.c.event_id)
-        )
-        for row in rows:
-            history[row.delivery_id].append(
-                StoredEvent(
-                    status=DeliveryStatus(row.status),
-                    reason=Reason(row.reason) if row.reason else None,
-                    provider=row.provider,
-                    occurred_at=row.occurred_at,
-                )
+    async def event_history(
+        self, records: Iterable[DeliveryRecord]
+    ) -> dict[str, list[StoredEvent]]:
+        by_id = {record.delivery_id: record for record in records}
+        kept: dict[str, list[StoredEvent]] = {delivery_id: [] for delivery_id in by_id}
+        if by_id:
+            rows = await self._db.rows(
+                sa.select(t.delivery_events)
+                .where(t.delivery_events.c.delivery_id.in_(list(by_id)))
+                .order_by(t.delivery_events.c.occurred_at, t.delivery_events.c.event_id)
             )
-        return history
+            for row in rows:
+                kept[row.delivery_id].append(
+                    StoredEvent(
+                        status=DeliveryStatus(row.status),
+                        reason=Reason(row.reason) if row.reason else None,
+                        provider=row.provider,
+                        occurred_at=row.occurred_at,
+                    )
+                )
+        return {
+            delivery_id: delivery_history(record, kept[delivery_id])
+            for delivery_id, record in by_id.items()
+        }
 
     async def _deliveries(self, statement: sa.Select[Any]) -> list[DeliveryRecord]:
         return [_delivery_from_row(row._mapping) for row in await self._db.rows(statement)]

@@ -191,10 +191,11 @@ class PostgresqlStatements:
             parameters = (*zip(*rows, strict=True), self._time(created_at))
         connection.exec_driver_sql(INSERT_INBOX_ENTRIES, parameters)
 
-    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
+    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> int:
         # One UPDATE … FROM changes a row once even when the batch names it twice (and which
         # change wins is undefined): a delivery's second change goes in a statement after its
         # first.
+        changed = 0
         for round_ in _rounds(rows):
             with binding(APPLY_OUTCOMES):
                 (
@@ -219,7 +220,8 @@ class PostgresqlStatements:
                     segments,
                     encodings,
                 )
-            connection.exec_driver_sql(APPLY_OUTCOMES, parameters)
+            changed += connection.exec_driver_sql(APPLY_OUTCOMES, parameters).rowcount
+        return changed
 
     def insert_requests(
         self, connection: Connection, rows: Sequence[RequestRow], stored_at: datetime

@@ -259,9 +259,9 @@ class SqliteStatements:
             parameters = [(*row, created) for row in rows]
         connection.exec_driver_sql(INSERT_INBOX_ENTRIES, parameters)
 
-    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
+    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> int:
         if not rows:
-            return
+            return 0
         with binding(APPLY_OUTCOMES):
             parameters = [
                 (
@@ -277,7 +277,8 @@ class SqliteStatements:
                 )
                 for row in rows
             ]
-        connection.exec_driver_sql(APPLY_OUTCOMES, parameters)
+        # sqlite3 sums an executemany's changes over its rows.
+        return connection.exec_driver_sql(APPLY_OUTCOMES, parameters).rowcount
 
     def insert_requests(
         self, connection: Connection, rows: Sequence[RequestRow], stored_at: datetime

@@ -108,9 +108,9 @@ class Statements(Protocol):
         """Inserts the entries not there yet (by id or by recipient and message)."""
         ...
 
-    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
+    def apply_outcomes(self, connection: Connection, rows: Sequence[OutcomeRow]) -> int:
         """Applies each change in order: two changes of one delivery apply one after the
-        other."""
+        other. Returns how many changes found their delivery."""
         ...
 
     def insert_requests(
