@@ -5,8 +5,8 @@ claim (the row's ``created_at``: queued to send; for an inbox copy, sent, the co
 written with its claim; for one decided not to be made, suppressed or skipped with the
 row's reason, which nothing changes afterwards) and its send (``sent_at``, by the row's
 provider). What the row cannot hold — the provider's later reports, failures, deferrals —
-is kept as events. On the delivery path this is one B-tree insert less for every claim and
-every send, two or more for each text or email; the ledger's row was written anyway.
+is kept as events. On the delivery path that is two event inserts fewer for each text or
+email (its claim, its send) and one for each inbox copy: the row was written anyway.
 
 Events kept before this rule (a stored claim or send) are not read twice: the one read off
 the row gives way to the kept one.
