@@ -10,6 +10,8 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from notifier.entrypoints.batches import BatchPipeline, Records
+from notifier.entrypoints.consumer import _DrainOnRevoke
+from notifier.metrics import PrometheusMetrics
 
 P0 = TopicPartition("requests", 0)
 P1 = TopicPartition("requests", 1)
@@ -194,3 +196,28 @@ async def test_only_partitions_still_assigned_are_committed_or_rewound() -> None
     await settle()
     assert consumer.commits == [{P0: 2}]
     assert consumer.seeks == [(P0, 5)]
+
+
+async def test_partitions_taken_away_are_committed_and_their_lag_no_longer_reported() -> None:
+    gates = Gates()
+    batches = pipeline(gates)
+    metrics = PrometheusMetrics()
+    consumer = MemoryConsumer()
+    metrics.consumer_lag(P0.topic, P0.partition, 12)
+    metrics.consumer_lag(P1.topic, P1.partition, 3)
+    await batches.start(records((P0, 5)), consumer)
+    gates.gate(5).set()
+
+    await _DrainOnRevoke(batches, metrics).on_partitions_revoked({P0})
+
+    assert consumer.commits == [{P0: 6}], "what was open is committed before they go"
+
+    def lag(partition: TopicPartition) -> float | None:
+        return metrics.registry.get_sample_value(
+            "notifier_consumer_lag",
+            {"topic": partition.topic, "partition": str(partition.partition)},
+        )
+
+    assert (lag(P0), lag(P1)) == (None, 3)
+    metrics.consumer_lag(P0.topic, P0.partition, 1)  # assigned back later: reported again
+    assert lag(P0) == 1

@@ -207,6 +207,13 @@ class PrometheusMetrics:
     def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self._child(self.lag, topic, str(partition)).set(lag)
 
+    def consumer_lag_gone(self, topic: str, partition: int) -> None:
+        # Left in place, the last figure stayed on the dashboards of a process that no
+        # longer read the partition, beside its new reader's.
+        values = (topic, str(partition))
+        if self._children.pop((id(self.lag), values), None) is not None:
+            self.lag.remove(*values)
+
     def contact_points(self, counts: Mapping[tuple[Channel, ContactStatus], int]) -> None:
         for channel in (Channel.SMS, Channel.EMAIL):
             for status in ContactStatus:

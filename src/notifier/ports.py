@@ -551,6 +551,10 @@ class Metrics(Protocol):
 
     def consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
 
+    def consumer_lag_gone(self, topic: str, partition: int) -> None:
+        """A partition this process no longer reads: its lag is its new reader's to report."""
+        ...
+
     def contact_points(self, counts: Mapping[tuple[Channel, ContactStatus], int]) -> None:
         """How many addresses are active, failing, opted out — the whole count, each time."""
         ...

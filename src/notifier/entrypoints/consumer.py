@@ -196,7 +196,7 @@ def register_subscribers(container: Container) -> None:
     )
     container.before_stop.append(lambda: pipeline.drain(closing=True))
 
-    @input_subscriber(broker, settings, _DrainOnRevoke(pipeline))
+    @input_subscriber(broker, settings, _DrainOnRevoke(pipeline, container.metrics))
     async def on_batch(message: KafkaMessage) -> None:
         consumer = message.consumer
         if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's in-memory test broker
@@ -207,14 +207,18 @@ def register_subscribers(container: Container) -> None:
 
 class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions about to move to another consumer: finish and commit what is open first,
-    so the new owner doesn't repeat it (within the graceful timeout)."""
+    so the new owner doesn't repeat it (within the graceful timeout); their lag is then the
+    new owner's to report."""
 
-    def __init__(self, pipeline: BatchPipeline) -> None:
+    def __init__(self, pipeline: BatchPipeline, metrics: Metrics) -> None:
         self._pipeline = pipeline
+        self._metrics = metrics
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             await self._pipeline.drain()
+        for partition in revoked:
+            self._metrics.consumer_lag_gone(partition.topic, partition.partition)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
