@@ -15,6 +15,7 @@ the row gives way to the kept one.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from notifier.domain.model import Channel, DeliveryStatus
 from notifier.domain.records import DeliveryRecord, StoredEvent
@@ -35,7 +36,7 @@ def delivery_history(record: DeliveryRecord, kept: Iterable[StoredEvent]) -> lis
     kept = list(kept)
     read_off_row = []
     if record.created_at is not None:
-        claim = _claim(record)
+        claim = _claim(record, record.created_at)
         if not any(
             event.status is claim.status and event.occurred_at == claim.occurred_at
             for event in kept
@@ -51,11 +52,10 @@ def delivery_history(record: DeliveryRecord, kept: Iterable[StoredEvent]) -> lis
     return sorted([*read_off_row, *kept], key=lambda event: event.occurred_at)
 
 
-def _claim(record: DeliveryRecord) -> StoredEvent:
-    assert record.created_at is not None
+def _claim(record: DeliveryRecord, at: datetime) -> StoredEvent:
     if record.status in NOT_MADE:
-        return StoredEvent(record.status, record.reason, None, record.created_at)
+        return StoredEvent(record.status, record.reason, None, at)
     if record.channel is Channel.APP:
         # The inbox copy, written in its claim's transaction: sent at once.
-        return StoredEvent(DeliveryStatus.SENT, None, record.provider, record.created_at)
-    return StoredEvent(DeliveryStatus.QUEUED, None, None, record.created_at)
+        return StoredEvent(DeliveryStatus.SENT, None, record.provider, at)
+    return StoredEvent(DeliveryStatus.QUEUED, None, None, at)
